@@ -1,0 +1,75 @@
+"""`ldm.load`: original CompVis config.yaml + checkpoint -> a ready-to-sample model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ldm.autoencoder import Autoencoder, AutoencoderConfig
+from ldm.checkpoint import CheckpointError, LoadReport, file_sha256, load_state_dict_strict, read_checkpoint
+from ldm.config import DiffusionConfig, load_config
+from ldm.diffusion import LatentDiffusion
+
+
+def build_model(cfg: DiffusionConfig | AutoencoderConfig) -> LatentDiffusion | Autoencoder:
+    """Instantiate the module for a typed config (random init, CPU float32 unless in a device context)."""
+    if isinstance(cfg, DiffusionConfig):
+        return LatentDiffusion(cfg)
+    if isinstance(cfg, AutoencoderConfig):
+        return Autoencoder(cfg)
+    raise TypeError(f"`cfg` must be a DiffusionConfig or AutoencoderConfig, got {type(cfg).__name__}")
+
+
+def load(config: str | Path, ckpt: str | Path, *, device: str | torch.device = "cpu",
+         dtype: torch.dtype = torch.float32, use_ema: bool | None = None, trust_pickle: bool = False,
+         tokenizer: str | Path | None = None) -> LatentDiffusion | Autoencoder:
+    """Load an original CompVis model (LatentDiffusion or first-stage autoencoder) strictly.
+
+    Args:
+        use_ema: sample with the EMA weights (`model_ema.*`); None = the config's `use_ema`.
+        dtype: weight dtype of the networks; schedule buffers stay float32.
+        tokenizer: vocab.txt (or folder) for text models; resolved lazily when None.
+    The returned model carries `model.load_report` (hashes, ignored keys, EMA, warnings).
+    """
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"`dtype` must be torch.float32, float16 or bfloat16, got {dtype}")
+    cfg = load_config(config)
+    state, others, fmt = read_checkpoint(ckpt, trust_pickle=trust_pickle)
+    report = LoadReport(config_path=str(config), ckpt_path=str(ckpt), config_sha256=file_sha256(config),
+                        ckpt_sha256=file_sha256(ckpt), ckpt_format=fmt, non_tensor_entries=others)
+
+    with torch.device("meta"):
+        model = build_model(cfg)
+    if isinstance(cfg, DiffusionConfig):
+        _check_schedule(state, model.betas, report)  # the schedule buffers are real tensors, not meta
+        ema = cfg.use_ema if use_ema is None else use_ema
+    else:
+        ema = False
+    load_state_dict_strict(model, state, use_ema=ema, report=report,
+                           has_schedule=isinstance(cfg, DiffusionConfig) and "betas" in state)
+
+    model.eval().requires_grad_(False)
+    model.to(device)
+    if dtype != torch.float32:
+        for child in model.children():  # networks only: the schedule buffers stay float32
+            child.to(dtype)
+    model.load_report = report
+    if isinstance(model, LatentDiffusion):
+        model.info.update(report.to_dict())
+        if tokenizer is not None and cfg.cond_stage == "bert":
+            model.set_tokenizer(str(tokenizer))
+    return model
+
+
+def _check_schedule(state: dict[str, torch.Tensor], betas: torch.Tensor, report: LoadReport) -> None:
+    """The checkpoint's noise schedule must be the one the config describes."""
+    if "betas" not in state:
+        return
+    ckpt_betas = state["betas"].float()
+    if ckpt_betas.shape != betas.shape or not torch.allclose(ckpt_betas, betas, rtol=1e-5, atol=1e-8):
+        raise CheckpointError(
+            f"checkpoint {report.ckpt_path} and config {report.config_path} do not match: the checkpoint's "
+            f"noise schedule (betas {ckpt_betas[0]:.6g}..{ckpt_betas[-1]:.6g}, {ckpt_betas.numel()} steps) differs "
+            f"from the config's ({betas[0]:.6g}..{betas[-1]:.6g}, {betas.numel()} steps)"
+        )

@@ -1,0 +1,3 @@
+from ldm_lab.cli import main
+
+raise SystemExit(main())
