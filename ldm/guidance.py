@@ -32,7 +32,9 @@ def cfg_eps_fn(
     for k in cond:
         if not isinstance(uncond[k], Tensor) or uncond[k].shape != cond[k].shape:
             got = tuple(uncond[k].shape) if isinstance(uncond[k], Tensor) else type(uncond[k]).__name__
-            raise ValueError(f"`uncond[{k!r}]` must match `cond[{k!r}]` shape {tuple(cond[k].shape)}, got {got}")
+            raise ValueError(
+                f"`uncond[{k!r}]` must match `cond[{k!r}]` shape {tuple(cond[k].shape)}, got {got}"
+            )
     cond_in = {k: torch.cat([uncond[k], cond[k]]) for k in cond}  # [uncond, cond], built once
 
     def eps_fn(x: Tensor, t: Tensor) -> Tensor:

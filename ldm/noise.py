@@ -37,7 +37,9 @@ def randn_per_image(
     if len(generators) == 0:
         raise ValueError("`generators` must hold one generator per image, got none")
     if any(g.device.type != "cpu" for g in generators):
-        raise ValueError(f"`generators` must be CPU generators, got devices {[str(g.device) for g in generators]}")
+        raise ValueError(
+            f"`generators` must be CPU generators, got devices {[str(g.device) for g in generators]}"
+        )
     shape = tuple(shape)
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape):
         raise ValueError(f"`shape` must be a tuple of positive ints (per image, no batch), got {shape}")
@@ -51,7 +53,9 @@ def per_image_noise_sampler(generators: Sequence[torch.Generator]) -> Callable[[
 
     def noise_sampler(x: Tensor) -> Tensor:
         if x.shape[0] != len(generators):
-            raise ValueError(f"batch of {x.shape[0]} images but {len(generators)} generators; need one per image")
+            raise ValueError(
+                f"batch of {x.shape[0]} images but {len(generators)} generators; need one per image"
+            )
         return randn_per_image(generators, tuple(x.shape[1:]), device=x.device, dtype=x.dtype)
 
     return noise_sampler

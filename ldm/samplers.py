@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+EpsFn = Callable[[Tensor, Tensor], Tensor]  # eps_fn(x [B, ...], t LongTensor [B]) -> eps like x
+
 
 def ddim_timesteps(steps: int, num_train_timesteps: int = 1000) -> torch.LongTensor:
     """DDIM "uniform" timestep selection (Song et al. 2021, Sec. 4.2), as upstream ``make_ddim_timesteps``.
@@ -49,10 +51,14 @@ def _schedule(x: Tensor, timesteps, alphas_cumprod: Tensor) -> tuple[list[int], 
         raise ValueError(f"`x` must be a floating tensor [B, ...] with B >= 1, got a {desc}")
     alphas_cumprod = torch.as_tensor(alphas_cumprod).detach().to("cpu", torch.float32)
     if alphas_cumprod.ndim != 1 or not bool(((alphas_cumprod > 0) & (alphas_cumprod <= 1)).all()):
-        raise ValueError(f"`alphas_cumprod` must be 1-D with values in (0, 1], got shape {alphas_cumprod.shape}")
+        raise ValueError(
+            f"`alphas_cumprod` must be 1-D with values in (0, 1], got shape {alphas_cumprod.shape}"
+        )
     ts = torch.as_tensor(timesteps).detach().cpu()
     if ts.ndim != 1 or len(ts) < 1 or ts.is_floating_point() or ts.is_complex() or ts.dtype == torch.bool:
-        raise ValueError(f"`timesteps` must be a non-empty 1-D integer tensor, got {ts.dtype} of shape {tuple(ts.shape)}")
+        raise ValueError(
+            f"`timesteps` must be a non-empty 1-D integer tensor, got {ts.dtype} of shape {tuple(ts.shape)}"
+        )
     if not bool((ts[1:] > ts[:-1]).all()) or ts[0] < 0 or ts[-1] >= len(alphas_cumprod):
         raise ValueError(
             f"`timesteps` must be strictly ascending within [0, {len(alphas_cumprod) - 1}], got {ts.tolist()}"
@@ -66,10 +72,14 @@ def _schedule(x: Tensor, timesteps, alphas_cumprod: Tensor) -> tuple[list[int], 
 def _ddim_coefficients(alpha_bar: Tensor, alpha_bar_prev: Tensor, sigma_t: Tensor) -> list[list[float]]:
     """Per-step float32 scalars of DDIM eq. (12), in upstream's float32 arithmetic."""
     dir_coef = (1.0 - alpha_bar_prev - sigma_t**2).sqrt()
-    return torch.stack([(1.0 - alpha_bar).sqrt(), alpha_bar.sqrt(), alpha_bar_prev.sqrt(), dir_coef], 1).tolist()
+    return torch.stack(
+        [(1.0 - alpha_bar).sqrt(), alpha_bar.sqrt(), alpha_bar_prev.sqrt(), dir_coef], 1
+    ).tolist()
 
 
-def _ddim_step(x: Tensor, eps: Tensor, sqrt_one_minus_a, sqrt_a, sqrt_a_prev, dir_coef) -> tuple[Tensor, Tensor]:
+def _ddim_step(
+    x: Tensor, eps: Tensor, sqrt_one_minus_a, sqrt_a, sqrt_a_prev, dir_coef
+) -> tuple[Tensor, Tensor]:
     """The deterministic part of DDIM eq. (12); returns (x_prev without noise, pred_x0)."""
     pred_x0 = (x - sqrt_one_minus_a * eps) / sqrt_a  # "predicted x0"
     return sqrt_a_prev * pred_x0 + dir_coef * eps, pred_x0  # + "direction pointing to x_t"
@@ -80,7 +90,16 @@ def _t_like(x: Tensor, step: int) -> Tensor:
 
 
 @torch.no_grad()
-def ddim_sample(eps_fn, x, timesteps, alphas_cumprod, *, eta=0.0, noise_sampler=None, callback=None) -> Tensor:
+def ddim_sample(
+    eps_fn: EpsFn,
+    x: Tensor,
+    timesteps: Tensor,
+    alphas_cumprod: Tensor,
+    *,
+    eta: float = 0.0,
+    noise_sampler: Callable[[Tensor], Tensor] | None = None,
+    callback: Callable[[dict], None] | None = None,
+) -> Tensor:
     """DDIM sampling (Song et al. 2021, eq. 12), step for step as the CompVis ``DDIMSampler``.
 
     Args:
@@ -111,7 +130,14 @@ def ddim_sample(eps_fn, x, timesteps, alphas_cumprod, *, eta=0.0, noise_sampler=
 
 
 @torch.no_grad()
-def plms_sample(eps_fn, x, timesteps, alphas_cumprod, *, callback=None) -> Tensor:
+def plms_sample(
+    eps_fn: EpsFn,
+    x: Tensor,
+    timesteps: Tensor,
+    alphas_cumprod: Tensor,
+    *,
+    callback: Callable[[dict], None] | None = None,
+) -> Tensor:
     """PLMS sampling (Liu et al. 2022, PNDM), as the CompVis ``PLMSSampler`` (eta 0).
 
     The first step is the pseudo improved Euler step (eps averaged with eps at the next timestep, an
@@ -124,7 +150,7 @@ def plms_sample(eps_fn, x, timesteps, alphas_cumprod, *, callback=None) -> Tenso
 
     for i, index in enumerate(reversed(range(len(ts)))):
         eps = eps_fn(x, _t_like(x, ts[index]))
-        if not old_eps:  # Pseudo improved Euler (2nd order); upstream t_next = time_range[min(i + 1, S - 1)].
+        if not old_eps:  # Pseudo improved Euler (2nd order), eps also at the next timestep (or t if last)
             x_next, _ = _ddim_step(x, eps, *coefs[index])
             eps_next = eps_fn(x_next, _t_like(x, ts[max(index - 1, 0)]))
             eps_prime = (eps + eps_next) / 2
@@ -142,7 +168,14 @@ def plms_sample(eps_fn, x, timesteps, alphas_cumprod, *, callback=None) -> Tenso
 
 
 @torch.no_grad()
-def dpmpp_2m_sample(eps_fn, x, timesteps, alphas_cumprod, *, callback=None) -> Tensor:
+def dpmpp_2m_sample(
+    eps_fn: EpsFn,
+    x: Tensor,
+    timesteps: Tensor,
+    alphas_cumprod: Tensor,
+    *,
+    callback: Callable[[dict], None] | None = None,
+) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): multistep 2nd order in data prediction.
 
     Choices: it walks the same discrete timesteps as DDIM with alpha_t = sqrt(alpha_bar_t),

@@ -28,7 +28,11 @@ def toy_eps(x, t):
     assert t.dtype == torch.long and t.shape == (x.shape[0],) and t.device == x.device
     alpha_bar = AC.to(x.device, x.dtype)[t][:, None, None, None]
     mix = torch.einsum("oc,bchw->bohw", W.to(x.device, x.dtype), x)
-    return torch.sqrt(1 - alpha_bar) * x + 0.2 * torch.tanh(mix) + 0.05 * torch.sin(t.to(x.dtype) / 150)[:, None, None, None]
+    return (
+        torch.sqrt(1 - alpha_bar) * x
+        + 0.2 * torch.tanh(mix)
+        + 0.05 * torch.sin(t.to(x.dtype) / 150)[:, None, None, None]
+    )
 
 
 def x_T(batch=2, seed=1):
@@ -147,7 +151,9 @@ def ddim_reference(eps_fn, x, timesteps, alphas_cumprod, eta, noises=()):
 def test_ddim_one_step_matches_eq12():
     noise = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(3))
     seen = []
-    ddim_sample(toy_eps, x_T(), ddim_timesteps(50), AC, eta=0.5, noise_sampler=lambda x: noise, callback=seen.append)
+    ddim_sample(
+        toy_eps, x_T(), ddim_timesteps(50), AC, eta=0.5, noise_sampler=lambda x: noise, callback=seen.append
+    )
     # First step 981 -> 961, written out in float64 (Song et al. 2021, eqs. 12 and 16).
     x, a_t, a_prev = x_T().double(), AC.double()[981], AC.double()[961]
     sigma = 0.5 * torch.sqrt((1 - a_prev) / (1 - a_t)) * torch.sqrt(1 - a_t / a_prev)
@@ -198,8 +204,14 @@ def test_ddim_matches_upstream_float32_arithmetic_bitwise(steps, eta):
         noise = full(sigmas[index]) * torch.randn(x.shape, generator=gen) * 1.0
         x = full(alphas_prev[index]).sqrt() * pred_x0 + dir_xt + noise
     gen2 = torch.Generator().manual_seed(7)
-    ours = ddim_sample(toy_eps, x_T(), torch.from_numpy(ts), AC, eta=eta,
-                       noise_sampler=lambda x: torch.randn(x.shape, generator=gen2))
+    ours = ddim_sample(
+        toy_eps,
+        x_T(),
+        torch.from_numpy(ts),
+        AC,
+        eta=eta,
+        noise_sampler=lambda x: torch.randn(x.shape, generator=gen2),
+    )
     assert torch.equal(ours, x)
 
 
@@ -243,7 +255,10 @@ def plms_reference(eps_fn, x, timesteps, alphas_cumprod):
         a_t, a_prev = ac[t], (ac[seq[i + 1]] if i + 1 < len(seq) else ac[0])
 
         def transfer(x, e, a_t=a_t, a_prev=a_prev):  # DDIM eta 0 = PNDM eq. (9)
-            return torch.sqrt(a_prev) * (x - torch.sqrt(1 - a_t) * e) / torch.sqrt(a_t) + torch.sqrt(1 - a_prev) * e
+            return (
+                torch.sqrt(a_prev) * (x - torch.sqrt(1 - a_t) * e) / torch.sqrt(a_t)
+                + torch.sqrt(1 - a_prev) * e
+            )
 
         def eps_at(y, s):
             return eps_fn(y, torch.full((y.shape[0],), s))
@@ -314,7 +329,9 @@ def dpmpp_2m_reference(eps_fn, x, timesteps, alphas_cumprod):
 def test_dpmpp_2m_matches_reference(steps):
     ts = ddim_timesteps(steps)
     ours = dpmpp_2m_sample(toy_eps, x_T(), ts, AC)
-    torch.testing.assert_close(ours.double(), dpmpp_2m_reference(toy_eps, x_T(), ts, AC), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        ours.double(), dpmpp_2m_reference(toy_eps, x_T(), ts, AC), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_dpmpp_2m_first_step_is_ddim():
@@ -345,7 +362,9 @@ def test_samplers_converge_to_exact_ode_solution_for_gaussian_data():
         seen = []
         out = sampler(gaussian_eps, x, torch.arange(1, 982, every), AC, callback=seen.append)
         # error at t = 1 (before the fixed-size last step to alphas_cumprod[0]) and at the end
-        return (seen[-2]["x"] - exact(x, ac[981], ac[1])).abs().max(), (out - exact(x, ac[981], ac[0])).abs().max()
+        return (seen[-2]["x"] - exact(x, ac[981], ac[1])).abs().max(), (
+            out - exact(x, ac[981], ac[0])
+        ).abs().max()
 
     ddim_fine, ddim_end = run(ddim_sample, 1)
     dpm_fine, dpm_end = run(dpmpp_2m_sample, 1)
@@ -382,7 +401,11 @@ def test_sampler_first_call_and_callbacks(name):
 def test_samplers_run_on_meta_device_without_host_syncs(name):
     # A meta tensor has no data: any .item(), bool() or .tolist() on a device tensor inside the loop fails.
     x = torch.empty(2, 4, 6, 6, device="meta")
-    kwargs = {"eta": 1.0, "noise_sampler": per_image_noise_sampler(make_generators([0, 1]))} if name == "ddim" else {}
+    kwargs = (
+        {"eta": 1.0, "noise_sampler": per_image_noise_sampler(make_generators([0, 1]))}
+        if name == "ddim"
+        else {}
+    )
     out = get_sampler(name)(toy_eps, x, ddim_timesteps(10), AC, **kwargs)
     assert out.device.type == "meta" and out.shape == x.shape and out.dtype == x.dtype
 
@@ -390,7 +413,9 @@ def test_samplers_run_on_meta_device_without_host_syncs(name):
 def test_get_sampler():
     assert get_sampler("ddim") is ddim_sample and get_sampler("plms") is plms_sample
     assert get_sampler("dpmpp2m") is dpmpp_2m_sample
-    with pytest.raises(ValueError, match=r"unknown sampler 'euler'; choose from \['ddim', 'dpmpp2m', 'plms'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown sampler 'euler'; choose from \['ddim', 'dpmpp2m', 'plms'\]"
+    ):
         get_sampler("euler")
 
 
