@@ -11,7 +11,6 @@ and never download anything. `resolve_vocab` finds the vocabulary file.
 from __future__ import annotations
 
 import glob
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -20,19 +19,12 @@ import torch
 from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
+from ldm.checkpoint import file_sha256
+
 BERT_VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
 BERT_VOCAB_LINES = 30522
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 DEFAULT_VOCAB_RELPATH = Path("tokenizer") / "bert-base-uncased" / "vocab.txt"
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------
