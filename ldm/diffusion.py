@@ -65,14 +65,20 @@ class LatentDiffusion(nn.Module):
 
     def apply_model(self, x: torch.Tensor, t: torch.Tensor, *, concat: torch.Tensor | None = None,
                     context: torch.Tensor | None = None) -> torch.Tensor:
-        """eps_theta(x_t, t, c): `concat` is stacked on the channels, `context` feeds cross-attention."""
+        """eps_theta(x_t, t, c): `concat` is stacked on the channels, `context` feeds cross-attention.
+
+        Inputs are cast to the UNet's weight dtype and eps comes back in x's dtype, so the sampler
+        state stays float32 when the network runs in half precision.
+        """
+        dtype = self.unet.out[-1].weight.dtype
+        h = x.to(dtype)
         if self.config.conditioning_key == "concat":
             if concat is None:
                 raise ValueError("this model is conditioned by concatenation: pass `concat`")
-            x = torch.cat([x, concat.to(x.dtype)], dim=1)
+            h = torch.cat([h, concat.to(dtype)], dim=1)
         elif context is None:
             raise ValueError("this model is conditioned by cross-attention: pass `context`")
-        return self.unet(x, t, context=context)
+        return self.unet(h, t, context=None if context is None else context.to(dtype)).to(x.dtype)
 
     # -- first stage --------------------------------------------------------
     def encode_first_stage(self, x: torch.Tensor, *, generator: torch.Generator | None = None,

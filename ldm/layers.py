@@ -20,7 +20,10 @@ class GroupNorm32(nn.GroupNorm):
     """GroupNorm that always normalises in float32 and casts back (as upstream `GroupNorm32`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        # Weights are upcast too, so half-precision weights work on every backend (no-op in float32).
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).type(x.dtype)
 
 
 def unet_norm(channels: int) -> GroupNorm32:

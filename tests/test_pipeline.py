@@ -75,3 +75,14 @@ def test_sampler_argument_errors(tiny_models):
         sample_latents(model, seeds=[0], shape=(3, 16, 16), cond=cond, sampler="plms", eta=0.5)
     with pytest.raises(ValueError, match="pass `concat`"):
         sample_latents(model, seeds=[0], shape=(3, 16, 16), cond={}, steps=2)
+
+
+def test_half_precision_weights_keep_float32_sampler_state(tiny_ckpts):
+    import ldm
+
+    config, ckpt, _ = tiny_ckpts["superres"]
+    model = ldm.load(config, ckpt, dtype=torch.bfloat16)
+    cond = _concat_cond(model, "superres", 1)
+    z = sample_latents(model, seeds=[0], shape=(3, 16, 16), cond=cond, steps=2)
+    assert z.dtype == torch.float32 and torch.isfinite(z).all()
+    assert decode_to_uint8(model, z).shape == (1, 64, 64, 3)
