@@ -1,0 +1,91 @@
+"""Demo checkpoints: the tiny configs (`configs/tiny/`) with deterministic random weights, CompVis format.
+
+Each family is built through `ldm.build_model` and initialised from its own seeded CPU generator with a
+scaled init (norm gains around 1, other weights ~ N(0, 1/fan_in)) so decoded images have structure and
+contrast instead of a flat grey; the noise schedule is kept. The file is `{"state_dict": ...}` like an
+upstream checkpoint, with `model_ema.*` copies when the config samples with EMA weights, and
+`cond_stage_model.*` equal to `first_stage_model.*` for the inpainting family (upstream holds both).
+`models_dir/demo_models.json` records version, seeds and hashes: a second call is a no-op unless a config
+changed or a checkpoint is missing or modified. Numbers from these models measure nothing but the pipeline.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+import ldm
+from ldm.checkpoint import ema_key
+from ldm_lab.data.files import write_bytes_atomic
+from ldm_lab.data.fingerprint import cached_sha256
+from ldm_lab.results import read_json, write_json
+
+DEMO_VERSION = 1
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "tiny"
+SEEDS = {"inpainting": 1, "superres": 2, "txt2img": 3}
+STAMP = "demo_models.json"
+
+
+def demo_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """Scaled random init of every float parameter (norm gains ~1 + 0.1 N(0,1), rest N(0, 1/fan_in))."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, value in model.state_dict().items():
+        if name in ldm.schedule.BUFFER_NAMES or not value.is_floating_point():
+            state[name] = value.clone()
+            continue
+        noise = torch.randn(value.shape, generator=gen)
+        if value.ndim == 1 and ("norm" in name or "in_layers.0" in name or "out_layers.0" in name
+                                or name.endswith(("out.0.weight", "out.0.bias"))):
+            state[name] = (1.0 if name.endswith("weight") else 0.0) + 0.1 * noise
+        else:
+            fan_in = value[0].numel() if value.ndim > 1 else 16
+            state[name] = noise * fan_in ** -0.5
+    return state
+
+
+def build_demo_checkpoint(family: str, config: Path) -> bytes:
+    """The serialized `{"state_dict": ...}` of one family (deterministic bytes for a given config)."""
+    cfg = ldm.load_config(config)
+    model = ldm.build_model(cfg)
+    state = demo_state_dict(model, SEEDS[family])
+    for key in [k for k in state if k.startswith("cond_stage_model.")]:
+        if cfg.cond_stage == "first_stage":  # the same module under both prefixes, as upstream stores it
+            state[key] = state["first_stage_model." + key.removeprefix("cond_stage_model.")]
+    if cfg.use_ema:
+        for key in [k for k in state if k.startswith("model.diffusion_model.")]:
+            state[ema_key(key)] = state[key].clone()
+        state["model_ema.decay"] = torch.tensor(0.9999)
+        state["model_ema.num_updates"] = torch.tensor(0, dtype=torch.int32)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": state, "global_step": 0}, buffer)
+    return buffer.getvalue()
+
+
+def ensure_demo_models(models_dir: str | Path = "models/demo") -> dict[str, tuple[Path, Path]]:
+    """Create (if missing or stale) the three demo checkpoints; returns {family: (config, checkpoint)}."""
+    folder = Path(models_dir)
+    stamp_path = folder / STAMP
+    stamp = read_json(stamp_path) if stamp_path.is_file() else {}
+    if stamp.get("version") != DEMO_VERSION:
+        stamp = {"version": DEMO_VERSION}
+    out, changed = {}, False
+    for family, seed in SEEDS.items():
+        config, ckpt = CONFIG_DIR / f"{family}.yaml", folder / f"{family}.ckpt"
+        if not config.is_file():
+            raise FileNotFoundError(f"tiny config not found: {config} (it ships in the repository's configs/tiny/)")
+        config_sha = cached_sha256([config])[config][1]
+        entry = stamp.get(family, {})
+        fresh = (ckpt.is_file() and entry.get("config_sha256") == config_sha and entry.get("seed") == seed
+                 and cached_sha256([ckpt])[ckpt][1] == entry.get("checkpoint_sha256"))
+        if not fresh:
+            write_bytes_atomic(ckpt, build_demo_checkpoint(family, config))
+            stamp[family] = {"config": str(config.name), "config_sha256": config_sha, "seed": seed,
+                             "checkpoint_sha256": cached_sha256([ckpt])[ckpt][1]}
+            changed = True
+        out[family] = (config, ckpt)
+    if changed:
+        write_json(stamp_path, stamp)
+    return out

@@ -1,0 +1,142 @@
+"""What the three runners share: argument checks, the resumable batch loop, and writing the result files."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from ldm.samplers import SAMPLERS, ddim_timesteps
+from ldm_lab.metrics.result import MetricResult
+from ldm_lab.results import (
+    METRICS_JSON,
+    PER_SAMPLE_BASELINE_CSV,
+    PER_SAMPLE_CSV,
+    RunResult,
+    SampleRecord,
+    plain,
+    write_json,
+    write_per_sample_csv,
+)
+from ldm_lab.tasks.run_dir import RunFolder
+
+
+def check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_sampling(*, sampler: str, steps: int, eta: float, seed: int, batch_size: int, max_samples: int,
+                   num_timesteps: int, steps_name: str = "steps") -> None:
+    """Fail early on sampler options (STYLE 8): names, ranges, and step counts the schedule refuses."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
+    check_int(steps, steps_name, 1)
+    try:
+        ddim_timesteps(steps, num_timesteps)
+    except ValueError as err:
+        raise ValueError(f"`{steps_name}`: {err}") from None
+    if isinstance(eta, bool) or not isinstance(eta, int | float) or not 0 <= eta < float("inf"):
+        raise ValueError(f"`eta` must be a finite number >= 0, got {eta!r}")
+    if sampler != "ddim" and eta != 0:
+        raise ValueError(f"`eta` must be 0 for sampler {sampler!r} (only ddim is stochastic), got {eta}")
+    check_int(seed, "seed", 0)
+    check_int(batch_size, "batch_size", 1)
+    check_int(max_samples, "max_samples", 0)
+
+
+@dataclass
+class Planned:
+    """One image to produce: its record, every file it writes (relative; the result last), its batch group."""
+
+    record: SampleRecord
+    outputs: list[str]
+    group: Hashable = None
+    baseline: SampleRecord | None = None
+
+
+def batches(items: list[Planned], size: int):
+    """Consecutive items of one group, at most `size` per batch (images of one size share a batch)."""
+    batch: list[Planned] = []
+    for item in items:
+        if batch and (len(batch) == size or batch[0].group != item.group):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def needs_sampling(folder: RunFolder, plan: list[Planned]) -> bool:
+    """Whether any image is still to be produced (then the model is loaded, before the folder is touched)."""
+    return any(not folder.finished(p.outputs) for p in plan)
+
+
+def generate(folder: RunFolder, plan: list[Planned], produce: Callable[[list[Planned], Callable], None], *,
+             batch_size: int, progress: bool, desc: str) -> dict:
+    """Produce every unfinished image; `produce(batch, done)` writes files and calls `done(item)` per image."""
+    pending = [p for p in plan if not folder.finished(p.outputs)]
+    bar = tqdm(total=len(plan), initial=len(plan) - len(pending), desc=desc, unit="img", disable=not progress)
+
+    def done(item: Planned) -> None:
+        bar.update(1)
+        folder.image_written(item.record.index)
+
+    start = time.perf_counter()
+    try:
+        for batch in batches(pending, batch_size):
+            produce(batch, done)
+    finally:
+        bar.close()
+    return {"images_generated": len(pending), "images_resumed": len(plan) - len(pending),
+            "sampling_seconds": round(time.perf_counter() - start, 3)}
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def base_manifest(*, parameters: dict, model: dict, dataset: dict, sampling: dict, seed: int, device,
+                  dtype: str, plan: list[Planned]) -> dict:
+    """run.json at the start of a run (status "running"); `finish` completes it."""
+    from ldm_lab.device import describe_device
+    from ldm_lab.tasks.inputs import environment
+
+    return {"status": "running", "parameters": parameters, "model": model, "dataset": dataset,
+            "sampling": sampling, "seeds": {"base": seed, "rule": "image i (0-based evaluation index) uses seed + i"},
+            "device": dict(describe_device(device), dtype=dtype), "environment": environment(),
+            "timings": {"started_at": now()}, **manifest_samples(plan)}
+
+
+def manifest_samples(plan: list[Planned]) -> dict:
+    out = {"samples": [p.record.to_dict() for p in plan]}
+    if any(p.baseline is not None for p in plan):
+        out["baseline_samples"] = [p.baseline.to_dict() for p in plan if p.baseline is not None]
+    return out
+
+
+def results_dict(summary: dict[str, MetricResult]) -> dict:
+    return {name: result.to_dict() for name, result in summary.items()}
+
+
+def finish(folder: RunFolder, manifest: dict, plan: list[Planned], *, method: str, columns: list[str],
+           model: tuple[list[dict], dict[str, MetricResult]],
+           baseline: tuple[list[dict], dict[str, MetricResult]] | None = None) -> RunResult:
+    """Write per_sample(.csv, _baseline.csv), metrics.json (no timings) and the final run.json."""
+    rows, summary = model
+    write_per_sample_csv(folder.path(PER_SAMPLE_CSV), rows, columns)
+    metrics = {"task": folder.task, "method": method, "model": results_dict(summary), "baseline": {}}
+    if baseline is not None:
+        write_per_sample_csv(folder.path(PER_SAMPLE_BASELINE_CSV), baseline[0], columns)
+        metrics["baseline"] = results_dict(baseline[1])
+    write_json(folder.path(METRICS_JSON), metrics)
+    manifest = dict(manifest, status="complete")
+    manifest["timings"] = dict(manifest.get("timings", {}), finished_at=now())
+    folder.write_manifest(manifest)
+    run = plain(dict(manifest, task=folder.task, resume_key=folder.resume_key))
+    return RunResult(folder.root, folder.task, run, plain(metrics), [p.record for p in plan],
+                     [p.baseline for p in plan if p.baseline is not None])

@@ -1,0 +1,218 @@
+"""Inpainting evaluation: LDM inpainting (Rombach et al. 2022) with upstream `scripts/inpaint.py` conditioning.
+
+Per image at the working resolution: masked = (1 - mask) · image; image, mask and masked image mapped to
+[-1, 1] (the mask channel is ±1); c = first-stage encoding of the masked image (VQ: before quantisation)
+concatenated with the mask resized to the latent size (nearest); DDIM; decode; composite = original
+outside the hole, prediction inside. A classical baseline (`skimage.restoration.inpaint_biharmonic`) fills
+the same holes. Metrics: PSNR/SSIM whole image and in the hole, LPIPS whole and hole box, edge consistency
+(straddling band and the older outer ring), FID/KID of composites vs originals.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.restoration import inpaint_biharmonic
+
+from ldm_lab.data import InpaintingDataset
+from ldm_lab.data.images import image_size
+from ldm_lab.device import dtype_name, parse_device, parse_dtype
+from ldm_lab.metrics import edge_consistency, edge_consistency_outer_ring, inpainting_region_metrics
+from ldm_lab.metrics.image_quality import protocol_name
+from ldm_lab.metrics.result import PER_SAMPLE_COLUMNS
+from ldm_lab.results import SampleRecord, inpainted_name
+from ldm_lab.tasks import engine, legacy, measure
+from ldm_lab.tasks.images import read_mask, read_png, save_png, to_uint8
+from ldm_lab.tasks.inputs import (
+    dataset_info,
+    file_hash,
+    load_task_model,
+    open_dataset,
+    require_file,
+    size_multiple,
+    task_config,
+)
+from ldm_lab.tasks.run_dir import RunFolder
+from ldm_lab.tasks.sampling import decode_images, encode_condition, sample_batch
+
+LPIPS_COLUMNS = ["lpips", "lpips_hole_bbox"]
+
+
+def parse_resolution(resolution, multiple: int) -> int | None:
+    """"native" -> None; an int (or its string) that is a multiple of `multiple` -> that int."""
+    if isinstance(resolution, str) and resolution.strip().lower() == "native":
+        return None
+    try:
+        value = int(resolution)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or isinstance(resolution, bool) or value < multiple or value % multiple:
+        raise ValueError(f"`resolution` must be 'native' or a positive multiple of {multiple} for this model "
+                         f"(first-stage factor x UNet downsampling), got {resolution!r}")
+    return value
+
+
+def _check_native_sizes(data: InpaintingDataset, multiple: int) -> list[tuple[int, int]]:
+    sizes = [image_size(data.paths(i)["image"]) for i in range(len(data))]
+    bad = [f"{data.paths(i)['image'].name} ({w}x{h})" for i, (w, h) in enumerate(sizes) if w % multiple or h % multiple]
+    if bad:
+        raise ValueError(f"`resolution`='native' needs image sides that are multiples of {multiple} for this model; "
+                         f"not so: {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}; use resolution=512")
+    return sizes
+
+
+def _plan(data: InpaintingDataset, seed: int, sizes) -> list[engine.Planned]:
+    plan = []
+    for i, sample_id in enumerate(data.ids):
+        n = f"{i + 1:05d}"
+        inputs = {"reference": f"inputs/original_{n}.png", "input": f"inputs/masked_{n}.png",
+                  "mask": f"inputs/mask_{n}.png"}
+        record = SampleRecord(i, sample_id, seed + i, {"result": inpainted_name(i), **inputs})
+        baseline = SampleRecord(i, sample_id, seed + i, {"result": f"baseline/biharmonic_{n}.png", **inputs})
+        outputs = [*inputs.values(), baseline.files["result"], record.files["result"]]
+        plan.append(engine.Planned(record, outputs, sizes[i] if sizes else None, baseline))
+    return plan
+
+
+def _measure(folder: RunFolder, plan: list[engine.Planned], models: measure.MetricModels, *, fid: bool,
+             lpips: bool, where: str, real_key: str, progress: bool):
+    """Per-sample and distribution metrics of the composites and of the baseline fills, from the PNGs."""
+    lp = models.get("lpips") if lpips else None
+    columns = [c for c in PER_SAMPLE_COLUMNS if c in {"psnr_rgb", "ssim_rgb", "psnr_hole", "ssim_hole_bbox",
+                                                      "edge_consistency", "edge_consistency_outer_ring"}
+               or (lpips and c in LPIPS_COLUMNS)]
+    unavailable = {c: models.reasons["lpips"] for c in LPIPS_COLUMNS} if lpips and lp is None else {}
+    rgb = protocol_name(channel="rgb", border=0)
+    protocols = {"psnr_rgb": f"{rgb},whole image", "ssim_rgb": f"{rgb},whole image",
+                 "psnr_hole": f"{rgb},hole pixels only", "ssim_hole_bbox": f"{rgb},hole bounding box",
+                 "edge_consistency": "sobel-bt601,clip255,band=dilate(hole,5x5)-erode(hole,5x5)",
+                 "edge_consistency_outer_ring": "sobel-bt601,clip255,band=dilate(hole,5x5)-hole (older scripts)"}
+    if lp is not None:
+        protocols.update(lpips=f"{lp.protocol},whole image", lpips_hole_bbox=f"{lp.protocol},hole bounding box")
+
+    def compute(record: SampleRecord):
+        res, ref = read_png(folder.root, record.files["result"]), read_png(folder.root, record.files["reference"])
+        hole = read_mask(folder.root, record.files["mask"])
+        values, reasons = inpainting_region_metrics(res, ref, hole)
+        measure.guarded(lambda: edge_consistency(res, ref, hole), "edge_consistency", values, reasons)
+        measure.guarded(lambda: edge_consistency_outer_ring(res, ref, hole), "edge_consistency_outer_ring",
+                        values, reasons)
+        if lp is not None:
+            from ldm_lab.metrics.lpips_metric import lpips_hole_bbox, lpips_pair
+
+            measure.guarded(lambda: lpips_pair(lp, res, ref), "lpips", values, reasons)
+            measure.guarded(lambda: lpips_hole_bbox(lp, res, ref, hole), "lpips_hole_bbox", values, reasons)
+        return values, reasons
+
+    real = [folder.path(p.record.files["reference"]) for p in plan]
+    outcome = {}
+    for system, records in (("model", [p.record for p in plan]), ("baseline", [p.baseline for p in plan])):
+        rows, summary = measure.per_sample_metrics(records, compute, columns, protocols=protocols,
+                                                   unavailable=unavailable, progress=progress,
+                                                   desc=f"metrics ({system})")
+        what = "composites" if system == "model" else "biharmonic fills"
+        summary.update(measure.distribution_results(
+            models, [folder.path(r.files["result"]) for r in records], real, real_key=real_key,
+            note=f"fake = {what}, real = the originals at {where} (paired sets)", precision_recall=False)
+            if fid else measure.disabled(["fid", "kid"], "fid"))
+        outcome[system] = (rows, summary)
+    return columns, outcome
+
+
+def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir: str = "reports/demo/inpainting",
+                   config: str = "configs/tiny/inpainting.yaml", model: str = "models/demo/inpainting.ckpt",
+                   max_samples: int = 0, steps: int = 50, sampler: str = "ddim", eta: float = 0.0, seed: int = 0,
+                   batch_size: int = 4, device: str = "auto", dtype: str = "fp32", resolution: str = "512",
+                   overwrite: bool = False, fid: bool = True, lpips: bool = True,
+                   metric_weights: dict | None = None, progress: bool = True):
+    """Evaluate an LDM inpainting checkpoint (upstream inpaint.py conditioning; see the module docstring).
+
+    Args:
+        resolution: working size, "512" (LDM paper's Places protocol; image bicubic-antialiased, mask
+            nearest) or "native" (sides must be multiples of the model's factor).
+        metric_weights: explicit metric network files ({"inception-fid": path, "alexnet": path, ...}).
+    Returns a `ldm_lab.results.RunResult`; outputs as design §4 (resumable, see `ldm_lab.tasks.run_dir`).
+    """
+    parameters = dict(locals())
+    # 1. Check arguments and the model family (before anything heavy).
+    cfg = task_config("inpainting", config, "config")
+    engine.check_sampling(sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size,
+                          max_samples=max_samples, num_timesteps=cfg.timesteps)
+    size = parse_resolution(resolution, size_multiple(cfg))
+    dev = parse_device(device)
+    dt = parse_dtype(dtype, dev)
+    # 2. Dataset (lazy reader) and the plan: files and seed of every image.
+    data = open_dataset(lambda: InpaintingDataset(data_dir, max_samples=max_samples or None, resolution=size),
+                        "data_dir", data_dir)
+    sizes = _check_native_sizes(data, size_multiple(cfg)) if size is None else None
+    plan = _plan(data, seed, sizes)
+    dataset = dataset_info(data, data_dir)
+    model_info = {"config": str(config), "config_sha256": file_hash(config), "checkpoint": str(model),
+                  "checkpoint_sha256": file_hash(require_file(model, "model"))}
+    key = {"config_sha256": model_info["config_sha256"], "checkpoint_sha256": model_info["checkpoint_sha256"],
+           "sampler": sampler, "steps": steps, "eta": float(eta), "seed": seed,
+           "resolution": "native" if size is None else size, "dataset_fingerprint": dataset["fingerprint"],
+           "device_type": dev.type, "dtype": dtype_name(dt)}
+    # 3. Output folder: resume or refuse.
+    folder = RunFolder(output_dir, "inpainting", key, overwrite=overwrite)
+    folder.prepare()
+    sampling = {"sampler": sampler, "steps": steps, "eta": float(eta), "guidance_scale": None,
+                "resolution": "native" if size is None else size,
+                "conditioning": "upstream scripts/inpaint.py: masked = (1-mask)*image; mask ±1; "
+                                "c = cat(first-stage encode(masked), nearest-resized mask)",
+                "composite": "original outside the hole, prediction inside",
+                "baseline": "skimage.restoration.inpaint_biharmonic (channel_axis=-1)"}
+    manifest = engine.base_manifest(parameters=parameters, model=dict(folder.previous_manifest().get("model", {}),
+                                                                      **model_info),
+                                    dataset=dataset, sampling=sampling, seed=seed, device=dev,
+                                    dtype=dtype_name(dt), plan=plan)
+    # 4. Load the model if an image is unfinished, start the folder, sample; PNGs are written one by one.
+    ldm_model = None
+    if engine.needs_sampling(folder, plan):
+        ldm_model = load_task_model("inpainting", config, model, ckpt_arg="model", device=dev, dtype=dt)
+        manifest["model"]["load_report"] = ldm_model.load_report.to_dict()
+    folder.start(manifest)
+
+    def produce(batch: list[engine.Planned], done) -> None:
+        samples = [data[p.record.index] for p in batch]
+        image = torch.stack([s.image for s in samples])
+        mask = torch.stack([s.mask for s in samples])
+        masked = (1 - mask) * image
+        c = encode_condition(ldm_model, masked * 2 - 1, autocast=dt)
+        concat = torch.cat([c, F.interpolate(mask * 2 - 1, size=c.shape[-2:])], dim=1)
+        h, w = image.shape[-2:]
+        f = ldm_model.downsample_factor
+        z = sample_batch(ldm_model, seeds=[p.record.seed for p in batch], shape=(ldm_model.latent_channels, h // f, w // f),
+                         cond={"concat": concat}, sampler=sampler, steps=steps, eta=eta, autocast=dt)
+        for p, s, pred, m in zip(batch, samples, decode_images(ldm_model, z, autocast=dt), mask, strict=True):
+            original, hole = to_uint8(s.image), m[0].numpy() > 0.5
+            files = p.record.files
+            save_png(folder.root, files["reference"], original)
+            save_png(folder.root, files["input"], to_uint8((1 - m) * s.image))
+            save_png(folder.root, files["mask"], hole)
+            filled = inpaint_biharmonic(original.astype(np.float64) / 255.0, hole, channel_axis=-1)
+            save_png(folder.root, p.baseline.files["result"], to_uint8(torch.from_numpy(filled).permute(2, 0, 1)))
+            save_png(folder.root, files["result"], np.where(hole[..., None], pred, original))
+            done(p)
+
+    manifest["timings"].update(engine.generate(folder, plan, produce, batch_size=batch_size, progress=progress,
+                                               desc="inpainting"))
+    # 5. Measure from the PNGs (streamed), model and baseline alike.
+    start = time.perf_counter()
+    where = f"{'native size' if size is None else f'{size}x{size}'}"
+    real_key = measure.reference_key(dataset["fingerprint"], "inpainting originals", where)
+    columns, outcome = _measure(folder, plan, measure.MetricModels(dev, metric_weights), fid=fid, lpips=lpips,
+                                where=where, real_key=real_key, progress=progress)
+    manifest["timings"]["metrics_seconds"] = round(time.perf_counter() - start, 3)
+    # 6. Result files: per_sample(.csv, _baseline.csv), metrics.json, run.json, evaluation_results.json.
+    method = f"LDM inpainting at {where}, {sampler} {steps} steps, eta {eta}; baseline: biharmonic"
+    result = engine.finish(folder, manifest, plan, method=method, columns=columns, model=outcome["model"],
+                           baseline=outcome["baseline"])
+    settings = {"data_dir": str(data_dir), "output_dir": str(output_dir), "max_samples": max_samples,
+                "steps": steps}
+    minutes = (manifest["timings"]["sampling_seconds"] + manifest["timings"]["metrics_seconds"]) / 60
+    legacy.write_inpainting(folder, outcome["model"][1], result.samples, settings, minutes)
+    return result

@@ -1,0 +1,108 @@
+"""The output folder of a run: resume check against run.json, overwrite, finished-image bookkeeping.
+
+Resume rule (design §9): a rerun into a folder that holds a run continues only if every output-affecting
+parameter (`resume_key` in run.json) matches; otherwise it refuses and lists the differing fields, unless
+`overwrite=True`, which deletes this project's outputs in the folder (never other files, e.g. the
+report notebook papermill is writing) and starts again. An image is finished when all its files exist;
+files are written atomically, so a file that exists is complete.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ldm_lab.results import RUN_JSON, plain, read_json, write_json
+
+RESUME_HINT = "pass overwrite=True (--overwrite) to start again, or choose a new output_dir"
+# Files and folders a runner writes (only these are deleted by overwrite, or block a run without run.json).
+OWN_FILES = re.compile(
+    r"(inpainted|generated)_\d{5}\.png|run\.json|metrics\.json|per_sample(_baseline)?\.csv"
+    r"|evaluation_results\.(json|txt)|urban100_x\d+_results\.json"
+)
+OWN_DIRS = ("inputs", "baseline", "references", "sample_results", "sr", ".unsaved")
+
+# Test hook: called with the 0-based index after each image's files are written (e.g. to interrupt a run).
+after_image_hook: Callable[[int], None] | None = None
+
+
+class RunFolder:
+    """Output folder of one task run; `prepare()` applies the resume rule before anything is written."""
+
+    def __init__(self, output_dir: str | Path, task: str, resume_key: dict, *, overwrite: bool = False):
+        self.root = Path(output_dir)
+        self.task = task
+        self.resume_key = plain(dict(resume_key))  # compared with its JSON round trip
+        self.overwrite = bool(overwrite)
+        self.resumed = False
+        self.started = False
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def own_entries(self) -> list[Path]:
+        """This project's outputs present in the folder."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir()
+                      if (p.is_file() and OWN_FILES.fullmatch(p.name)) or (p.is_dir() and p.name in OWN_DIRS))
+
+    def prepare(self) -> None:
+        """Check the folder against `resume_key` (module docstring); nothing is written or deleted yet."""
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"`output_dir` is not a folder: {self.root}")
+        own = self.own_entries()
+        if own and not self.overwrite:
+            manifest = self.root / RUN_JSON
+            if not manifest.is_file():
+                raise ValueError(
+                    f"`output_dir` {self.root} holds outputs ({', '.join(p.name for p in own[:5])}) but no "
+                    f"{RUN_JSON}, so they cannot be checked for resuming; {RESUME_HINT}"
+                )
+            stored = read_json(manifest)
+            old_key = dict(stored.get("resume_key") or {}, task=stored.get("task"))
+            differing = diff_keys(old_key, dict(self.resume_key, task=self.task))
+            if differing:
+                raise ValueError(
+                    f"`output_dir` {self.root} holds a run with different output-affecting parameters: "
+                    f"{'; '.join(differing)}. {RESUME_HINT}"
+                )
+            self.resumed = True
+
+    def previous_manifest(self) -> dict:
+        """run.json of the run being resumed ({} for a new run)."""
+        return read_json(self.root / RUN_JSON) if self.resumed else {}
+
+    def start(self, manifest: dict) -> None:
+        """Delete this project's old outputs when overwriting, then write run.json (status "running")."""
+        if self.overwrite:
+            for entry in self.own_entries():
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.write_manifest(manifest)
+        self.started = True
+
+    def finished(self, rel_paths: list[str]) -> bool:
+        """True when every file of an image exists (atomic writes: existing = complete); when overwriting,
+        nothing counts as finished before `start` has cleaned the folder."""
+        if self.overwrite and not self.started:
+            return False
+        return all((self.root / rel).is_file() for rel in rel_paths)
+
+    def image_written(self, index: int) -> None:
+        if after_image_hook is not None:
+            after_image_hook(index)
+
+    def write_manifest(self, manifest: dict) -> None:
+        write_json(self.root / RUN_JSON, dict(manifest, task=self.task, resume_key=self.resume_key))
+
+
+def diff_keys(old: dict, new: dict) -> list[str]:
+    """`"name: run.json has A, now B"` for every key whose value differs (missing keys count)."""
+    out = []
+    for name in sorted(set(old) | set(new)):
+        if old.get(name, "<absent>") != new.get(name, "<absent>"):
+            out.append(f"{name}: run.json has {old.get(name, '<absent>')!r}, now {new.get(name, '<absent>')!r}")
+    return out
