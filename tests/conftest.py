@@ -9,29 +9,12 @@ import torch
 
 import ldm
 from ldm.checkpoint import ema_key
+from ldm_lab.demo_models import demo_state_dict as random_state_dict  # scaled seeded random init
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIGS = {family: REPO / "configs" / "tiny" / f"{family}.yaml" for family in ("inpainting", "superres", "txt2img")}
 TINY_VOCAB = REPO / "configs" / "tiny" / "vocab.txt"
 SPEC = REPO.parent / "shared" / "spec"
-
-
-def random_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
-    """Every float parameter random (norm scales around 1, the rest ~N(0, 0.05-0.2)), schedule kept."""
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, value in model.state_dict().items():
-        if name in ldm.schedule.BUFFER_NAMES or not value.is_floating_point():
-            state[name] = value.clone()
-            continue
-        noise = torch.randn(value.shape, generator=gen)
-        if value.ndim == 1 and ("norm" in name or "in_layers.0" in name or "out_layers.0" in name
-                                or name.endswith(("out.0.weight", "out.0.bias"))):
-            state[name] = (1.0 if name.endswith("weight") else 0.0) + 0.1 * noise
-        else:
-            fan_in = value[0].numel() if value.ndim > 1 else 16
-            state[name] = noise * (1.0 / fan_in) ** 0.5
-    return state
 
 
 def make_tiny_checkpoint(family: str, directory: Path, *, seed: int = 0, ema: bool = False,
