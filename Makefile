@@ -5,9 +5,16 @@ VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.setup-stamp
 TORCH   := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup test test-fast demo lab lint bench clean-venv
+.PHONY: setup browser test demo lab lint bench clean-venv
 
 setup: $(STAMP)
+
+# Debian's Chromium for the real-browser JupyterLab test (tests/test_browser.py skips, naming it, without it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: install Debian's chromium (apt-get install -y chromium) for the browser test"; fi; }
 
 # Rebuilt only when the project metadata changes: a second `make setup` is a no-op.
 $(STAMP): pyproject.toml
@@ -17,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-test: setup
+test: setup browser
 	$(VPY) -m pytest -q
 
 lint: setup
@@ -27,10 +34,7 @@ bench: setup
 	$(VPY) benchmarks/sampling.py
 
 demo: setup
-	@echo "make demo will: prepare the embedded demo datasets, then run the inpainting, super-resolution"
-	@echo "and text-to-image notebooks on the tiny models and write reports/demo/. The task runners and"
-	@echo "notebooks are not built yet (issues 4 and 5), so there is nothing to run."
-	@exit 2
+	$(VENV)/bin/ldm-lab demo
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=.

@@ -14,7 +14,8 @@ import sys
 
 # Each module listed here exposes `register(subparsers)`, which adds its sub-commands and sets
 # `func=callable(args) -> int` on them. Add one line per command group.
-COMMAND_MODULES: list[str] = ["ldm_lab.weights", "ldm_lab.data.commands", "ldm_lab.checkpoints", "ldm_lab.doctor"]
+COMMAND_MODULES: list[str] = ["ldm_lab.weights", "ldm_lab.data.commands", "ldm_lab.checkpoints", "ldm_lab.doctor",
+                             "ldm_lab.commands"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -90,3 +90,13 @@ def test_bad_arguments_and_layouts(tmp_path):
     (tmp_path / "empty" / "X4" / "LOW").mkdir()
     with pytest.raises(ValueError, match="no images found in .*empty/X4"):
         SuperResolutionDataset(tmp_path / "empty", scale=4)
+
+
+def test_relative_root_fingerprint_is_cwd_independent(tmp_path, monkeypatch):
+    from ldm_lab.data import SuperResolutionDataset, prepare_demo
+
+    prepare_demo(tmp_path / "demo")
+    absolute = SuperResolutionDataset(tmp_path / "demo" / "super-resolution_dataset", scale=4).fingerprint()
+    monkeypatch.chdir(tmp_path)
+    relative = SuperResolutionDataset("demo/super-resolution_dataset", scale=4).fingerprint()
+    assert relative == absolute

@@ -27,7 +27,7 @@ class FolderDataset:
     def __init__(self, root: str | Path, *, verify: str = "header", skip_invalid: bool = False):
         if verify not in VERIFY_MODES:
             raise ValueError(f"`verify` must be one of {VERIFY_MODES}, got {verify!r}")
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # reader paths stay valid whatever the cwd
         self.verify = verify
         self.skip_invalid = bool(skip_invalid)
         self.skipped: list[tuple[str, str]] = []  # (relative path, reason) of samples left out

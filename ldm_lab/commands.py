@@ -1,0 +1,240 @@
+"""CLI for the workbench: `ldm-lab inpainting|superres|text2img|demo|compare|report`.
+
+A task command is a thin shell over its notebook (design §1): its options are built from the runner's
+signature (the one place where defaults live, STYLE 5) for the parameters the notebook declares; papermill
+executes notebooks/<task>.ipynb into OUTPUT_DIR/report.ipynb and nbconvert writes OUTPUT_DIR/report.html.
+The older scripts' argument names are kept (`--data_dir --model`, `--dataset_path --checkpoint`,
+`--dataset_root --config_path --model_path --ddim_steps --plms --ddim_eta`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import re
+import sys
+from pathlib import Path
+
+from ldm_lab.notebooks import (
+    NOTEBOOKS,
+    PATH_ARGS,
+    PROJECT_ROOT,
+    NotebookCellError,
+    notebook_parameters,
+    run_notebook,
+)
+
+TASK_HELP = {
+    "inpainting": "fill masked holes and measure them (notebooks/inpainting.ipynb)",
+    "superres": "4x / 2x super-resolution and its metrics (notebooks/super_resolution.ipynb)",
+    "text2img": "captions -> images, FID/KID/PR and CLIP score (notebooks/text2img.ipynb)",
+}
+EXAMPLES = {
+    "inpainting": "examples:\n  ldm-lab inpainting --max_samples 2 --steps 5 --output_dir reports/try\n"
+    "  ldm-lab inpainting --data_dir data/inpainting_dataset --config configs/ldm/inpainting_big.yaml \\\n"
+    "      --model models/ldm/inpainting_big/last.ckpt --output_dir evaluation/inpainting_real",
+    "superres": "examples:\n  ldm-lab superres --scale 4 --max_samples 2 --output_dir reports/sr-try\n"
+    "  ldm-lab superres --dataset_path data/super-resolution_dataset --config configs/ldm/bsr_sr.yaml \\\n"
+    "      --checkpoint models/ldm/bsr_sr/model.ckpt --scale 2 --output_dir evaluation_sr",
+    "text2img": "examples:\n  ldm-lab text2img --max_samples 2 --ddim_steps 5 --output_dir reports/t2i-try\n"
+    "  ldm-lab text2img --dataset_root data/text2img_dataset --config_path configs/ldm/txt2img-1p4B-eval.yaml \\\n"
+    "      --model_path models/ldm/text2img-large/model.ckpt --scale 7.5 --output_dir evaluation/text2img",
+}
+# Older spellings kept as extra flags of the same option (design §9: `--ddim_steps` is the T2I `--steps`).
+ALIASES = {"text2img": {"ddim_steps": ["--steps"], "eta": ["--ddim_eta"]}}
+CHOICES = {"scale": {"superres": (2, 4)}, "tile": {"superres": ("auto", "tiled", "whole")},
+           "caption_policy": {"text2img": ("first", "all", "random")}}
+# Notebook-only parameters that are not CLI options (the view of the report, or set by the CLI itself).
+NOT_OPTIONS = frozenset({"smoke", "run_id", "grid_metric", "grid_k", "progress"})
+DEMO_NOTE = re.compile(r"\s*\(demo value[^)]*\)")  # notebook comments on demo-sized values
+DEMO_OUT, COMPARE_OUT = "reports/demo", "reports/compare"  # relative to the repository
+BAD_INPUT = frozenset({"ValueError", "FileNotFoundError", "FileExistsError", "NotADirectoryError",
+                       "PermissionError", "KeyError"})
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _runner(task: str):
+    from ldm_lab.tasks import TASKS
+
+    return TASKS[task]
+
+
+def _choices(task: str, name: str):
+    if name == "sampler":
+        from ldm.samplers import SAMPLERS
+
+        return sorted(SAMPLERS)
+    if name == "dtype":
+        from ldm_lab.device import DTYPES
+
+        return list(DTYPES)
+    return CHOICES.get(name, {}).get(task)
+
+
+def task_options(task: str) -> dict[str, object]:
+    """CLI option name -> default: the runner's parameters that the task notebook declares, in order."""
+    params = notebook_parameters(task)
+    options = {}
+    for name, p in inspect.signature(_runner(task)).parameters.items():
+        if name in params and name not in NOT_OPTIONS:
+            options[name] = params[name].default if p.default is inspect.Parameter.empty else p.default
+    return options
+
+
+def add_task_parser(subparsers, task: str) -> argparse.ArgumentParser:
+    """`ldm-lab TASK`: one option per runner parameter, default and help from the single source."""
+    runner, params = _runner(task), notebook_parameters(task)
+    parser = subparsers.add_parser(task, help=TASK_HELP[task], formatter_class=_Formatter,
+                                   description=sys.modules[runner.__module__].__doc__ or TASK_HELP[task],
+                                   epilog=EXAMPLES[task])
+    for name, default in task_options(task).items():
+        flags = [f"--{name}", *ALIASES.get(task, {}).get(name, [])]
+        helptext = DEMO_NOTE.sub("", params[name].help) or name  # the CLI default is the runner's
+        if isinstance(default, bool):
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction if default else "store_true",
+                                default=default, help=helptext)
+            continue
+        kind = type(default) if isinstance(default, (int, float)) else str
+        parser.add_argument(*flags, type=kind, default=default, choices=_choices(task, name),
+                            metavar=name.upper() if name in PATH_ARGS else None, help=helptext)
+    if task == "text2img":
+        parser.add_argument("--plms", dest="sampler", action="store_const", const="plms", default=argparse.SUPPRESS,
+                            help="the older script's flag: same as --sampler plms")
+    parser.add_argument("--smoke", action="store_true", help="at most 2 images and 2 steps (a quick check)")
+    parser.set_defaults(func=lambda args: run_task_command(task, args))
+    return parser
+
+
+def _absolute(value, default):
+    """A path the user typed is relative to their working directory; a default, to the repository."""
+    if isinstance(value, str) and value and value != default and not Path(value).is_absolute():
+        return str(Path(os.getcwd()) / value)
+    return value
+
+
+def _in_project(path: str) -> Path:
+    """A default (relative) path is relative to the repository."""
+    return Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
+
+
+def _run_and_export(notebook: str, output_dir: Path, parameters: dict, *, debug: bool = False) -> int:
+    """papermill -> OUTPUT_DIR/report.ipynb, nbconvert -> report.html (also after a failing cell)."""
+    from ldm_lab.report import export_html
+
+    nb_out = output_dir / "report.ipynb"
+    print(f"ldm-lab: executing notebooks/{NOTEBOOKS[notebook]} -> {nb_out}", file=sys.stderr)
+    try:
+        run_notebook(notebook, nb_out, parameters=parameters, progress=True)
+    except NotebookCellError as err:
+        if nb_out.is_file():
+            export_html(nb_out)
+        if debug:
+            print("\n".join(err.traceback), file=sys.stderr)
+        print(f"ldm-lab: error: {err}", file=sys.stderr)
+        return 2 if err.ename in BAD_INPUT else 1
+    print(f"report: {export_html(nb_out)}")
+    return 0
+
+
+def check_inputs(parameters: dict, defaults: dict) -> None:
+    """A path the user typed must exist (one clear line now, instead of a failing cell after a kernel start).
+
+    Defaults are left to the runner: the demo data and checkpoints are built on first use.
+    """
+    for name, value in parameters.items():
+        if name in PATH_ARGS and name != "output_dir" and value and value != defaults[name]:
+            if not Path(value).exists():
+                raise FileNotFoundError(f"`--{name}` not found: {value}")
+
+
+def run_task_command(task: str, args) -> int:
+    """Execute the task notebook with the parsed options."""
+    options = task_options(task)
+    parameters = {name: _absolute(getattr(args, name), default) if name in PATH_ARGS else getattr(args, name)
+                  for name, default in options.items()}
+    check_inputs(parameters, options)
+    if args.smoke:
+        parameters["smoke"] = True
+    output_dir = _in_project(parameters["output_dir"])
+    return _run_and_export(task, output_dir, parameters, debug=getattr(args, "debug", False))
+
+
+def _demo(args) -> int:
+    """Demo models and data if missing, the three task notebooks, then the comparison notebook."""
+    from ldm_lab.data.demo import prepare_demo
+    from ldm_lab.demo_models import ensure_demo_models
+
+    out = _in_project(_absolute(args.out, DEMO_OUT))
+    ensure_demo_models(PROJECT_ROOT / "models" / "demo")
+    prepare_demo(PROJECT_ROOT / "data" / "demo")
+    for task in TASK_HELP:
+        params = {"output_dir": str(out / task), "overwrite": args.overwrite}
+        if code := _run_and_export(task, out / task, params, debug=args.debug):
+            return code
+    compare = {"run_dirs": [str(out / t) for t in TASK_HELP], "output_dir": str(out / "compare")}
+    if code := _run_and_export("compare", out / "compare", compare, debug=args.debug):
+        return code
+    print(f"\ndemo reports in {out}:")
+    for name in [*TASK_HELP, "compare"]:
+        print(f"  {out / name / 'report.html'}")
+    print("open them in a browser, or the notebooks in JupyterLab: make lab")
+    return 0
+
+
+def _compare(args) -> int:
+    """Execute notebooks/compare_runs.ipynb over RUN_DIRs: metric table with CIs, metric plots, trade-off."""
+    run_dirs = [Path(_absolute(d, None)) for d in args.run_dirs]
+    for d in run_dirs:
+        if not (d / "run.json").is_file():
+            raise FileNotFoundError(f"{d} is not a run folder (no run.json); give folders written by "
+                                    "`ldm-lab inpainting|superres|text2img`")
+    output_dir = _in_project(_absolute(args.output_dir, COMPARE_OUT))
+    parameters = {"run_dirs": [str(d) for d in run_dirs], "output_dir": str(output_dir),
+                  "param": args.param, "x_metric": args.x_metric, "y_metric": args.y_metric}
+    return _run_and_export("compare", output_dir, parameters, debug=args.debug)
+
+
+def _report(args) -> int:
+    """Re-render RUN_DIR/report.html from the executed RUN_DIR/report.ipynb (nbconvert)."""
+    from ldm_lab.report import export_html
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "report.ipynb").is_file():
+        raise FileNotFoundError(f"no report.ipynb in {run_dir}; run `ldm-lab <task> --output_dir {run_dir}` "
+                                "(it resumes finished images) to execute the notebook first")
+    print(f"report: {export_html(run_dir / 'report.ipynb')}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the task commands, `demo`, `compare` and `report` to the `ldm-lab` parser."""
+    for task in TASK_HELP:
+        add_task_parser(subparsers, task)
+    demo = subparsers.add_parser("demo", help="tiny models + demo data -> the three reports and a comparison",
+                                 description=_demo.__doc__, formatter_class=_Formatter,
+                                 epilog="example:\n  ldm-lab demo   # what `make demo` runs")
+    demo.add_argument("--out", default=DEMO_OUT, help="where the reports go (relative: to the repository)")
+    demo.add_argument("--overwrite", action="store_true", help="rerun from scratch instead of resuming")
+    demo.set_defaults(func=_demo)
+
+    cmp_params = notebook_parameters("compare")
+    compare = subparsers.add_parser("compare", help="metric table and plots across run folders",
+                                    description=_compare.__doc__,
+                                    formatter_class=_Formatter,
+                                    epilog="example:\n  ldm-lab compare runs/scale1 runs/scale3 runs/scale7.5 "
+                                    "--param scale --output_dir reports/guidance")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="output folders of task runs")
+    compare.add_argument("--output_dir", default=COMPARE_OUT, help="where report.ipynb, report.html, compare.csv go")
+    for name in ("param", "x_metric", "y_metric"):
+        compare.add_argument(f"--{name}", default=cmp_params[name].default, help=cmp_params[name].help)
+    compare.set_defaults(func=_compare)
+
+    report = subparsers.add_parser("report", help="re-render RUN_DIR/report.html from RUN_DIR/report.ipynb",
+                                   description=_report.__doc__,
+                                   formatter_class=_Formatter)
+    report.add_argument("run_dir", metavar="RUN_DIR", help="output folder of a task or compare run")
+    report.set_defaults(func=_report)

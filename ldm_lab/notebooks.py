@@ -1,0 +1,216 @@
+"""Run the task notebooks: papermill from the CLI, the same calls as "Run All" in JupyterLab (design §1).
+
+`run_notebook` executes a notebook with papermill. Papermill only warns about a parameter that the
+notebook does not declare; here it is an error naming it and listing the known ones (STYLE 14). A cell
+that fails raises `NotebookCellError` with that cell's error; the partly executed notebook stays at the
+output path. `run_task` is what a task notebook's run cell calls: it resolves the demo defaults
+(relative to the repository, whatever the kernel's working directory), applies `smoke` and `run_id`,
+prepares the demo models and data when the defaults point at them, and calls the task runner.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import io
+import logging
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+NOTEBOOKS = {
+    "inpainting": "inpainting.ipynb",
+    "superres": "super_resolution.ipynb",
+    "text2img": "text2img.ipynb",
+    "compare": "compare_runs.ipynb",
+}
+# The kernel's own log (e.g. ipykernel's "running over TCP without encryption") only at ERROR level;
+# cell outputs and errors are unaffected.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+SMOKE_LIMITS = {"max_samples": 2, "steps": 2, "ddim_steps": 2}  # smoke: at most 2 images, 2 steps
+PATH_ARGS = ("data_dir", "dataset_path", "dataset_root", "output_dir", "config", "config_path", "model",
+             "checkpoint", "model_path", "tokenizer")
+_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "None": type(None),
+          "list[str]": list, "list[int]": list, "list[float]": list, "dict": dict, "list": list}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One line of a notebook's `parameters` cell: `name: annotation = default  # help`."""
+
+    name: str
+    annotation: str
+    default: Any
+    help: str
+
+
+class NotebookCellError(RuntimeError):
+    """A notebook cell raised; the partly executed notebook is kept at `output_path`."""
+
+    def __init__(self, notebook: Path, output_path: Path, cell: int | None, ename: str, evalue: str,
+                 traceback: list[str] | None = None):
+        self.notebook, self.output_path, self.cell, self.ename, self.evalue = (
+            notebook, output_path, cell, ename, evalue)
+        self.traceback = list(traceback or [])
+        lines = [line for line in str(evalue).strip().splitlines() if line.strip()] or [""]
+        more = f" (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
+        super().__init__(f"{ename}: {lines[0]}{more} [{notebook.name}, cell {cell}; "
+                         f"partial outputs kept in {output_path}]")
+
+
+def notebook_path(name: str | Path) -> Path:
+    """`inpainting` / `compare` / a path -> the notebook file (FileNotFoundError if it is missing)."""
+    path = NOTEBOOK_DIR / NOTEBOOKS[name] if name in NOTEBOOKS else Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook {path} not found; known notebooks: {sorted(NOTEBOOKS)}")
+    return path
+
+
+def notebook_parameters(path: str | Path) -> dict[str, Parameter]:
+    """The typed literals of the cell tagged `parameters`, in order (papermill's convention)."""
+    import nbformat
+
+    path = notebook_path(path)
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{path}: expected one cell tagged `parameters`, found {len(cells)}")
+    source = cells[0].source
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                if tok.type == tokenize.COMMENT}
+    params: dict[str, Parameter] = {}
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value):
+            raise ValueError(f"{path}: parameters cell line {node.lineno} is not `name: type = literal`")
+        try:
+            default = ast.literal_eval(node.value)
+        except ValueError:
+            raise ValueError(f"{path}: parameter `{node.target.id}` is not a literal") from None
+        params[node.target.id] = Parameter(node.target.id, ast.unparse(node.annotation), default,
+                                           comments.get(node.lineno, ""))
+    return params
+
+
+def check_parameters(path: str | Path, parameters: dict[str, Any]) -> None:
+    """ValueError for names the notebook does not declare or values of the wrong type."""
+    known = notebook_parameters(path)
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {notebook_path(path).name}; "
+                         f"known: {sorted(known)}")
+    for name, value in parameters.items():
+        annotation = known[name].annotation
+        allowed = tuple(t for part in annotation.split("|") for t in _as_tuple(_TYPES.get(part.strip())))
+        bad_bool = isinstance(value, bool) and bool not in allowed
+        if allowed and (not isinstance(value, allowed) or bad_bool):
+            raise ValueError(f"parameter `{name}` must be {annotation}, got {value!r}")
+
+
+def _as_tuple(t) -> tuple:
+    return () if t is None else t if isinstance(t, tuple) else (t,)
+
+
+def run_notebook(path: str | Path, output_path: str | Path | None = None, *,
+                 parameters: dict[str, Any] | None = None, smoke: bool = False,
+                 cwd: str | Path = PROJECT_ROOT, kernel_name: str | None = None,
+                 progress: bool = False) -> Path:
+    """Execute `path` with papermill into `output_path` (default `reports/<run_id or stem>/report.ipynb`).
+
+    Raises ValueError for unknown parameters before anything runs, NotebookCellError when a cell fails.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    path = notebook_path(path)
+    params = dict(parameters or {})
+    if smoke:
+        params["smoke"] = True
+    check_parameters(path, params)
+    if output_path is None:
+        output_path = PROJECT_ROOT / "reports" / (params.get("run_id") or path.stem) / "report.ipynb"
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    log = logging.getLogger("papermill")  # names were checked above, more strictly than papermill does
+    log.addFilter(_drop_unknown_parameter_warning)
+    try:
+        papermill.execute_notebook(str(path), str(output_path), parameters=params, cwd=str(cwd),
+                                   kernel_name=kernel_name, progress_bar=progress, log_output=False,
+                                   extra_arguments=KERNEL_ARGS)
+    except PapermillExecutionError as err:
+        raise NotebookCellError(path, output_path, err.exec_count, err.ename, err.evalue,
+                                err.traceback) from None
+    finally:
+        log.removeFilter(_drop_unknown_parameter_warning)
+    return output_path
+
+
+def _drop_unknown_parameter_warning(record: logging.LogRecord) -> bool:
+    # papermill's regex does not read annotations such as `str | None`; check_parameters has the final say.
+    return not record.getMessage().startswith("Passed unknown parameter")
+
+
+def _resolve(value: str) -> str:
+    """A relative path means relative to the repository (the kernel may run in notebooks/)."""
+    return str(PROJECT_ROOT / value) if value and not Path(value).is_absolute() else value
+
+
+def ensure_demo_inputs(kwargs: dict[str, Any]) -> None:
+    """Build the demo data and tiny demo checkpoints when `kwargs` point at them and they are missing."""
+    demo_data, demo_models = PROJECT_ROOT / "data" / "demo", PROJECT_ROOT / "models" / "demo"
+    paths = [Path(str(v)) for k, v in kwargs.items() if k in PATH_ARGS and v]
+    if any(p.is_relative_to(demo_data) and not p.exists() for p in paths):
+        from ldm_lab.data.demo import prepare_demo
+
+        prepare_demo(demo_data)
+    if any(p.is_relative_to(demo_models) and not p.exists() for p in paths):
+        from ldm_lab.demo_models import ensure_demo_models
+
+        ensure_demo_models(demo_models)
+
+
+def run_task(task: str, *, smoke: bool = False, run_id: str = "", **kwargs):
+    """Run the `task` runner (ldm_lab.tasks.TASKS) as a notebook does; returns its RunResult.
+
+    `smoke` caps the run at 2 images and 2 steps; `run_id` writes to `reports/<run_id>/`.
+    """
+    from ldm_lab.tasks import TASKS
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
+    signature = inspect.signature(TASKS[task]).parameters
+    kwargs = {k: _resolve(v) if k in PATH_ARGS and isinstance(v, str) else v
+              for k, v in {**{k: p.default for k, p in signature.items() if k in PATH_ARGS}, **kwargs}.items()}
+    if run_id:
+        kwargs["output_dir"] = str(PROJECT_ROOT / "reports" / run_id)
+    if smoke:
+        for name, cap in SMOKE_LIMITS.items():
+            if name in signature:
+                kwargs[name] = min(kwargs.get(name, signature[name].default) or cap, cap)
+    ensure_demo_inputs(kwargs)
+    return TASKS[task](**kwargs)
+
+
+def ensure_demo_runs(run_dirs: list[str], *, smoke: bool = False) -> list[str]:
+    """Produce each missing demo run (`reports/demo/<task>`) as its notebook's defaults do; others are untouched.
+
+    With `smoke` nothing is produced (a smoke check only reads run folders).
+    """
+    from ldm_lab.tasks import TASKS
+
+    made: list[str] = []
+    if smoke:
+        return made
+    for run_dir in run_dirs:
+        path = Path(_resolve(str(run_dir)))
+        if (path.parent == PROJECT_ROOT / "reports" / "demo" and path.name in TASKS
+                and not (path / "metrics.json").is_file()):
+            # the task notebook on its defaults: the same run (and resume key) as `ldm-lab demo`
+            runner = inspect.signature(TASKS[path.name]).parameters
+            defaults = {k: p.default for k, p in notebook_parameters(path.name).items() if k in runner}
+            run_task(path.name, **dict(defaults, output_dir=str(path)))
+            made.append(str(path))
+    return made
