@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.setup-stamp
 TORCH   := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup browser test demo lab lint bench clean-venv
+.PHONY: setup browser test demo lab lint bench gpu-check clean-venv
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ lint: setup
 
 bench: setup
 	$(VPY) benchmarks/sampling.py
+
+# On a CUDA machine: fp32 vs bf16 vs torch.compile, peak memory, bf16 deviation -> reports/gpu_check/.
+gpu-check: setup
+	benchmarks/gpu_check.sh
 
 demo: setup
 	$(VENV)/bin/ldm-lab demo

@@ -160,7 +160,35 @@ def run_task_command(task: str, args) -> int:
     if args.smoke:
         parameters["smoke"] = True
     output_dir = _in_project(parameters["output_dir"])
+    from ldm_lab import distributed
+
+    if distributed.launched_by_torchrun():
+        if not sample_sharded(task, parameters):
+            return 0  # ranks > 0: their shard is written; rank 0 measures and reports
+        parameters["overwrite"] = False  # the folder was just (re)started: the notebook resumes it
     return _run_and_export(task, output_dir, parameters, debug=getattr(args, "debug", False))
+
+
+def sample_sharded(task: str, parameters: dict) -> bool:
+    """Under torchrun: this rank samples its shard with the runner (ldm_lab.distributed); True on rank 0.
+
+    Every rank calls the task runner directly (the notebook is single-process); the runner returns after
+    a collective that waits for all ranks' images. Rank 0 then leaves the process group, and the caller
+    executes the notebook on the finished folder: its runner resumes with nothing left to sample and
+    measures from the PNGs on disk (metrics.json, per_sample.csv, report.ipynb, report.html).
+    """
+    from ldm_lab import distributed
+    from ldm_lab.notebooks import run_task
+
+    kwargs = dict(parameters)
+    shard = distributed.init(kwargs.get("device", "auto"))
+    try:
+        if shard.sharded:
+            kwargs["device"] = distributed.device_for(kwargs.get("device", "auto"), shard.local_rank)
+            run_task(task, **kwargs)
+    finally:
+        distributed.shutdown()
+    return shard.is_main
 
 
 def _demo(args) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from ldm.samplers import SAMPLERS, ddim_timesteps
+from ldm_lab import distributed
 from ldm_lab.metrics.result import MetricResult
 from ldm_lab.results import (
     METRICS_JSON,
@@ -72,15 +73,24 @@ def batches(items: list[Planned], size: int):
 
 
 def needs_sampling(folder: RunFolder, plan: list[Planned]) -> bool:
-    """Whether any image is still to be produced (then the model is loaded, before the folder is touched)."""
-    return any(not folder.finished(p.outputs) for p in plan)
+    """Whether any image of this rank's shard is still to be produced (then the model is loaded, before the
+    folder is touched); single-process, the shard is the whole plan."""
+    shard = distributed.current()
+    return any(shard.owns(p.record.index) and not folder.finished(p.outputs) for p in plan)
 
 
 def generate(folder: RunFolder, plan: list[Planned], produce: Callable[[list[Planned], Callable], None], *,
              batch_size: int, progress: bool, desc: str) -> dict:
-    """Produce every unfinished image; `produce(batch, done)` writes files and calls `done(item)` per image."""
-    pending = [p for p in plan if not folder.finished(p.outputs)]
-    bar = tqdm(total=len(plan), initial=len(plan) - len(pending), desc=desc, unit="img", disable=not progress)
+    """Produce every unfinished image; `produce(batch, done)` writes files and calls `done(item)` per image.
+
+    Sharded (`ldm_lab.distributed`), this rank produces the images of its shard, then waits for every rank
+    (a collective) and the session (world size, images per rank) is recorded in run.json by rank 0.
+    """
+    shard = distributed.current()
+    mine = [p for p in plan if shard.owns(p.record.index)]
+    pending = [p for p in mine if not folder.finished(p.outputs)]
+    label = f"{desc} [rank {shard.rank}/{shard.world_size}]" if shard.sharded else desc
+    bar = tqdm(total=len(mine), initial=len(mine) - len(pending), desc=label, unit="img", disable=not progress)
 
     def done(item: Planned) -> None:
         bar.update(1)
@@ -92,8 +102,21 @@ def generate(folder: RunFolder, plan: list[Planned], produce: Callable[[list[Pla
             produce(batch, done)
     finally:
         bar.close()
-    return {"images_generated": len(pending), "images_resumed": len(plan) - len(pending),
-            "sampling_seconds": round(time.perf_counter() - start, 3)}
+    seconds = round(time.perf_counter() - start, 3)
+    per_rank = distributed.gather({"images": len(pending), "seconds": seconds})
+    generated = sum(r["images"] for r in per_rank)
+    if generated:
+        folder.record_session({"world_size": shard.world_size, "backend": shard.backend, "images": generated,
+                               "images_per_rank": [r["images"] for r in per_rank],
+                               "seconds_per_rank": [r["seconds"] for r in per_rank], "finished_at": now()})
+    return {"images_generated": generated, "images_resumed": len(plan) - generated,
+            "sampling_seconds": max(r["seconds"] for r in per_rank)}
+
+
+def measured_here() -> bool:
+    """False on every rank of a sharded session: the runner returns None after sampling, and the metrics
+    are computed single-process from the PNGs (module doc of `ldm_lab.distributed`)."""
+    return not distributed.current().sharded
 
 
 def now() -> str:

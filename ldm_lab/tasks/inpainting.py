@@ -200,6 +200,8 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
 
     manifest["timings"].update(engine.generate(folder, plan, produce, batch_size=batch_size, progress=progress,
                                                desc="inpainting"))
+    if not engine.measured_here():  # sharded under torchrun: rank 0 measures afterwards, single-process
+        return None
     # 5. Measure from the PNGs (streamed), model and baseline alike.
     start = time.perf_counter()
     where = f"{'native size' if size is None else f'{size}x{size}'}"

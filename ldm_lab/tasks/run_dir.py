@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from ldm_lab import distributed
 from ldm_lab.results import RUN_JSON, plain, read_json, write_json
 
 RESUME_HINT = "pass overwrite=True (--overwrite) to start again, or choose a new output_dir"
@@ -38,6 +39,8 @@ class RunFolder:
         self.overwrite = bool(overwrite)
         self.resumed = False
         self.started = False
+        self.stored: dict = {}  # run.json of the run being resumed, as found by `prepare`
+        self.manifest: dict | None = None  # the manifest passed to `start` (updated in place by the runner)
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -70,19 +73,40 @@ class RunFolder:
                     f"{'; '.join(differing)}. {RESUME_HINT}"
                 )
             self.resumed = True
+            self.stored = stored
 
     def previous_manifest(self) -> dict:
         """run.json of the run being resumed ({} for a new run)."""
         return read_json(self.root / RUN_JSON) if self.resumed else {}
 
     def start(self, manifest: dict) -> None:
-        """Delete this project's old outputs when overwriting, then write run.json (status "running")."""
-        if self.overwrite:
-            for entry in self.own_entries():
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.write_manifest(manifest)
+        """Delete this project's old outputs when overwriting, then write run.json (status "running").
+
+        Sharded (`ldm_lab.distributed`): every rank has checked the folder before rank 0 alone cleans it and
+        writes run.json, and no rank samples before that is done.
+        """
+        shard = distributed.current()
+        previous = self.stored.get("distributed", {}) if not self.overwrite else {}
+        manifest["distributed"] = {"world_size": previous.get("world_size", shard.world_size),
+                                   "sessions": list(previous.get("sessions", []))}
+        self.manifest = manifest
+        distributed.gather(None)  # every rank has run `prepare` on the untouched folder
+        if shard.is_main:
+            if self.overwrite:
+                for entry in self.own_entries():
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.write_manifest(manifest)
+        distributed.gather(None)  # the folder is ready for every rank
         self.started = True
+
+    def record_session(self, session: dict) -> None:
+        """Add one sampling session (world size, images per rank, seconds) to run.json; rank 0 writes it."""
+        record = self.manifest["distributed"]
+        record["sessions"].append(session)
+        record["world_size"] = session["world_size"]  # the world size that sampled last
+        if distributed.current().is_main:
+            self.write_manifest(self.manifest)
 
     def finished(self, rel_paths: list[str]) -> bool:
         """True when every file of an image exists (atomic writes: existing = complete); when overwriting,

@@ -198,6 +198,8 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
 
     manifest["timings"].update(engine.generate(folder, plan, produce, batch_size=batch_size, progress=progress,
                                                desc=f"super-resolution x{scale}"))
+    if not engine.measured_here():  # sharded under torchrun: rank 0 measures afterwards, single-process
+        return None
     # 5. Measure from the PNGs (streamed), model and baseline alike.
     start = time.perf_counter()
     real_key = measure.reference_key(dataset["fingerprint"], "super-resolution HR")

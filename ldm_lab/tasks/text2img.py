@@ -138,6 +138,8 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
 
     manifest["timings"].update(engine.generate(folder, plan, produce, batch_size=batch_size, progress=progress,
                                                desc="text-to-image"))
+    if not engine.measured_here():  # sharded under torchrun: rank 0 measures afterwards, single-process
+        return None
     # 5. Measure: CLIP per sample (generated and real), FID/KID/PR of generated vs real.
     start = time.perf_counter()
     models = measure.MetricModels(dev, metric_weights, clip_model=clip_model, clip_pretrained=clip_pretrained)
