@@ -119,6 +119,17 @@ def measured_here() -> bool:
     return not distributed.current().sharded
 
 
+def start_run(folder: RunFolder, plan: list[Planned], manifest: dict, load):
+    """Load the model (`load()`) only if this rank still has images to make, before the folder is touched;
+    record its load report in the manifest and start the folder. Returns the model or None."""
+    model = None
+    if needs_sampling(folder, plan):
+        model = load()
+        manifest["model"]["load_report"] = model.load_report.to_dict()
+    folder.start(manifest)
+    return model
+
+
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 

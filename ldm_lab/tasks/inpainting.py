@@ -170,11 +170,8 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
                                     dataset=dataset, sampling=sampling, seed=seed, device=dev,
                                     dtype=dtype_name(dt), plan=plan)
     # 4. Load the model if an image is unfinished, start the folder, sample; PNGs are written one by one.
-    ldm_model = None
-    if engine.needs_sampling(folder, plan):
-        ldm_model = load_task_model("inpainting", config, model, ckpt_arg="model", device=dev, dtype=dt)
-        manifest["model"]["load_report"] = ldm_model.load_report.to_dict()
-    folder.start(manifest)
+    ldm_model = engine.start_run(folder, plan, manifest, lambda: load_task_model(
+        "inpainting", config, model, ckpt_arg="model", device=dev, dtype=dt))
 
     def produce(batch: list[engine.Planned], done) -> None:
         samples = [data[p.record.index] for p in batch]

@@ -165,11 +165,8 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
                                     dataset=dataset, sampling=sampling, seed=seed, device=dev,
                                     dtype=dtype_name(dt), plan=plan)
     # 4. Load the model if an image is unfinished, start the folder, sample.
-    ldm_model = None
-    if engine.needs_sampling(folder, plan):
-        ldm_model = load_task_model("superres", config, checkpoint, ckpt_arg="checkpoint", device=dev, dtype=dt)
-        manifest["model"]["load_report"] = ldm_model.load_report.to_dict()
-    folder.start(manifest)
+    ldm_model = engine.start_run(folder, plan, manifest, lambda: load_task_model(
+        "superres", config, checkpoint, ckpt_arg="checkpoint", device=dev, dtype=dt))
 
     def produce(batch: list[engine.Planned], done) -> None:
         samples = [data[p.record.index] for p in batch]

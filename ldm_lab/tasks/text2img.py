@@ -116,13 +116,10 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
                                     dataset=dataset, sampling=sampling, seed=seed, device=dev,
                                     dtype=dtype_name(dt), plan=plan)
     # 4. Load the model if an image is unfinished, start the folder, sample.
-    ldm_model = None
-    if engine.needs_sampling(folder, plan):
-        ldm_model = load_task_model("text2img", config_path, model_path, ckpt_arg="model_path", device=dev,
-                                    dtype=dt, vocab=vocab)
-        manifest["model"]["load_report"] = ldm_model.load_report.to_dict()
+    ldm_model = engine.start_run(folder, plan, manifest, lambda: load_task_model(
+        "text2img", config_path, model_path, ckpt_arg="model_path", device=dev, dtype=dt, vocab=vocab))
+    if ldm_model is not None:
         uc_one = text_condition(ldm_model, [""], autocast=dt)
-    folder.start(manifest)
 
     def produce(batch: list[engine.Planned], done) -> None:
         c = text_condition(ldm_model, [p.record.caption for p in batch], autocast=dt)
