@@ -25,7 +25,7 @@ from ldm.schedule import BUFFER_NAMES
 
 # Entries that are in released checkpoints but carry nothing we learn from (see the spec's last section).
 KNOWN_EXTRA_PREFIXES = ("ddim_", "model_ema.", "loss.", "lvlb_weights", "first_stage_model.loss.")
-TRUST_FLAG = "trust_pickle=True (CLI: --trust-checkpoint)"
+TRUST_FLAG = "trust_pickle=True to ldm.load (CLI: `ldm-lab models convert --trust-pickle SRC DST.safetensors`)"
 MAX_LISTED = 20
 
 

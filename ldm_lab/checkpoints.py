@@ -8,6 +8,7 @@ Examples:
     ldm-lab models status
     ldm-lab models fetch bsr_sr
     ldm-lab models fetch bsr_sr --source /mnt/mirror/sr_bsr.zip
+    ldm-lab models convert --trust-pickle lightning.ckpt models/ldm/bsr_sr/model.safetensors
 """
 
 from __future__ import annotations
@@ -118,6 +119,21 @@ def _extract_checkpoint(archive: Path, dst: Path) -> None:
     archive.unlink()
 
 
+def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, trust_pickle: bool = False) -> Path:
+    """Re-save a checkpoint's state_dict as .safetensors (tensors only), e.g. once for a pickled Lightning file."""
+    from safetensors.torch import save_file
+
+    from ldm.checkpoint import read_checkpoint
+
+    dst = Path(dst)
+    if dst.suffix != ".safetensors":
+        raise ValueError(f"`dst` must end in .safetensors, got {dst}")
+    state, _, _ = read_checkpoint(src, trust_pickle=trust_pickle)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(dst))
+    return dst
+
+
 # ----------------------------------------------------------------------------
 # CLI.
 def _cmd_status(args) -> int:
@@ -149,3 +165,9 @@ def register(subparsers) -> None:
     fe.add_argument("--source", default=None, help="URL or local file to use instead of the public release")
     fe.add_argument("--models-dir", default=str(REPO / "models"))
     fe.set_defaults(func=_cmd_fetch)
+    cv = sub.add_parser("convert", help="re-save a checkpoint's state_dict as .safetensors (tensors only)")
+    cv.add_argument("src")
+    cv.add_argument("dst", help="output file ending in .safetensors")
+    cv.add_argument("--trust-pickle", action="store_true",
+                    help="allow arbitrary unpickling of SRC (only for files you trust: it can run code)")
+    cv.set_defaults(func=lambda a: print(convert_to_safetensors(a.src, a.dst, trust_pickle=a.trust_pickle)) or 0)

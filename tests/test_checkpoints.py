@@ -107,3 +107,23 @@ def test_doctor_names_the_fix_for_each_missing_piece(tmp_path):
     assert "fix: ldm-lab models fetch bsr_sr" in text
     assert "fix: ldm-lab prepare demo" in text
     assert "Metric weights:" in text and "BERT vocab" in text
+
+
+class _Pickled:  # stands in for a Lightning callback object inside a checkpoint
+    pass
+
+
+def test_convert_a_pickled_checkpoint_to_safetensors(tmp_path, capsys):
+    import torch
+
+    import ldm
+    from ldm_lab.cli import main
+
+    config, ckpt, state = make_tiny_checkpoint("superres", tmp_path, ema=True)
+    torch.save({"state_dict": state, "callbacks": _Pickled()}, ckpt)
+    out = tmp_path / "model.safetensors"
+    assert main(["models", "convert", str(ckpt), str(out)]) == 2  # refused without the explicit flag
+    assert "--trust-pickle" in capsys.readouterr().err
+    assert main(["models", "convert", "--trust-pickle", str(ckpt), str(out)]) == 0
+    model = ldm.load(config, out)
+    assert model.load_report.ckpt_format == "safetensors"
