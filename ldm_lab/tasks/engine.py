@@ -134,9 +134,11 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def base_manifest(*, parameters: dict, model: dict, dataset: dict, sampling: dict, seed: int, device,
-                  dtype: str, plan: list[Planned]) -> dict:
-    """run.json at the start of a run (status "running"); `finish` completes it."""
+def base_manifest(folder: RunFolder, *, parameters: dict, model_info: dict, dataset: dict, sampling: dict, seed: int,
+                  device, dtype: str, plan: list[Planned]) -> dict:
+    """run.json at the start of a run (status "running"); `finish` completes it. The model entry keeps
+    what an earlier run of this folder recorded (e.g. its load report) under the new `model_info`."""
+    model = dict(folder.previous_manifest().get("model", {}), **model_info)
     from ldm_lab.device import describe_device
     from ldm_lab.tasks.inputs import environment
 

@@ -165,10 +165,8 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
                                 "c = cat(first-stage encode(masked), nearest-resized mask)",
                 "composite": "original outside the hole, prediction inside",
                 "baseline": "skimage.restoration.inpaint_biharmonic (channel_axis=-1)"}
-    manifest = engine.base_manifest(parameters=parameters, model=dict(folder.previous_manifest().get("model", {}),
-                                                                      **model_info),
-                                    dataset=dataset, sampling=sampling, seed=seed, device=dev,
-                                    dtype=dtype_name(dt), plan=plan)
+    manifest = engine.base_manifest(folder, parameters=parameters, model_info=model_info, dataset=dataset,
+                                    sampling=sampling, seed=seed, device=dev, dtype=dtype_name(dt), plan=plan)
     # 4. Load the model if an image is unfinished, start the folder, sample; PNGs are written one by one.
     ldm_model = engine.start_run(folder, plan, manifest, lambda: load_task_model(
         "inpainting", config, model, ckpt_arg="model", device=dev, dtype=dt))

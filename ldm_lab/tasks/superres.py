@@ -160,10 +160,8 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
                 "tiled_samples": [p.record.index for p in plan if tiled(*p.group)],
                 "padding": f"LR padded (replicate) to a multiple of {multiple}, output cropped",
                 "baseline": "PIL bicubic upscaling of the LR to the HR size"}
-    manifest = engine.base_manifest(parameters=parameters, model=dict(folder.previous_manifest().get("model", {}),
-                                                                      **model_info),
-                                    dataset=dataset, sampling=sampling, seed=seed, device=dev,
-                                    dtype=dtype_name(dt), plan=plan)
+    manifest = engine.base_manifest(folder, parameters=parameters, model_info=model_info, dataset=dataset,
+                                    sampling=sampling, seed=seed, device=dev, dtype=dtype_name(dt), plan=plan)
     # 4. Load the model if an image is unfinished, start the folder, sample.
     ldm_model = engine.start_run(folder, plan, manifest, lambda: load_task_model(
         "superres", config, checkpoint, ckpt_arg="checkpoint", device=dev, dtype=dt))

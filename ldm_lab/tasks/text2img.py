@@ -111,10 +111,8 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
     sampling = {"sampler": sampler, "steps": ddim_steps, "eta": float(eta), "guidance_scale": float(scale),
                 "unconditional_prompt": "", "latent_shape": list(latent_shape), "image_size": [size, size],
                 "saved_indices": sorted(saved)}
-    manifest = engine.base_manifest(parameters=parameters, model=dict(folder.previous_manifest().get("model", {}),
-                                                                      **model_info),
-                                    dataset=dataset, sampling=sampling, seed=seed, device=dev,
-                                    dtype=dtype_name(dt), plan=plan)
+    manifest = engine.base_manifest(folder, parameters=parameters, model_info=model_info, dataset=dataset,
+                                    sampling=sampling, seed=seed, device=dev, dtype=dtype_name(dt), plan=plan)
     # 4. Load the model if an image is unfinished, start the folder, sample.
     ldm_model = engine.start_run(folder, plan, manifest, lambda: load_task_model(
         "text2img", config_path, model_path, ckpt_arg="model_path", device=dev, dtype=dt, vocab=vocab))
