@@ -1,15 +1,20 @@
-"""GPU performance check: images/s and s/step for fp32, bf16 and bf16 + torch.compile(UNet), peak memory,
-and how far bf16 outputs are from fp32 ones, for the three tiny configs and a medium text-to-image model.
+"""GPU performance check: images/s and s/step of the runners' sampling path in its variants, peak memory,
+and how far each variant's outputs are from the exact fp32 per-image ones, for the three tiny configs and a
+medium text-to-image model.
 
-Each case builds the model from its config with seeded random weights (`ldm_lab.demo_models`), samples
-a batch with DDIM exactly as the runners do (`ldm.pipeline.sample_latents`: per-image seeds, guidance
-for text-to-image) and decodes it. Variants: "fp32" (float32 weights), "bf16" (bfloat16 weights +
-autocast, what `--dtype bf16` does) and "bf16+compile" (the same with `torch.compile` on the UNet; its
-first call, compilation included, is reported separately). The deviation check compares the decoded
-uint8 images (and latents) of bf16 and bf16+compile with fp32 for the same seeds. Results go to a JSON
-file, rewritten after every case (a run cut short keeps what it measured).
+Each case builds the model from its config with seeded random weights (`ldm_lab.demo_models`), samples a
+batch with DDIM exactly as the runners do (`ldm_lab.tasks.sampling`: per-image seeds, guidance for
+text-to-image) and decodes it. Variants, as BATCHING/DTYPE[/OPTION]:
+  fp32/per-image                the runners' default (one image per network call; files batch-independent)
+  fp32/batched                  `--batching batched` (one network call per batch)
+  bf16/batched                  + `--dtype bf16` (bfloat16 weights and autocast)
+  bf16/batched/channels_last    + `--channels_last`
+  bf16/batched/compile          + `--compile_unet` (only the --compile-cases; its first call, compilation
+                                included, is `first_call_s`)
+The deviation check compares decoded uint8 images (and latents) of every variant with fp32/per-image for the
+same seeds. Results go to a JSON file, rewritten after every case (a run cut short keeps what it measured).
 
-    benchmarks/gpu_check.sh                       # on a CUDA machine: ~2-4 minutes, writes gpu_check.json
+    benchmarks/gpu_check.sh                       # on a CUDA machine: ~3-4 minutes, writes gpu_check.json
     .venv/bin/python benchmarks/gpu_check.py --dry-run --out /tmp/gpu_check.json   # CPU, tiny sizes, 2 steps
 """
 
@@ -24,17 +29,27 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ldm  # noqa: E402
-from ldm.pipeline import sample_latents  # noqa: E402
+import ldm.speed  # noqa: E402
 from ldm_lab.demo_models import demo_state_dict  # noqa: E402
+from ldm_lab.tasks.sampling import decode_images, sample_batch  # noqa: E402
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny"
 CASES = ("tiny-inpainting", "tiny-superres", "tiny-txt2img", "medium-txt2img")
 GUIDANCE = 7.5  # text-to-image samples with classifier-free guidance (two UNet rows per image)
+REFERENCE = "fp32/per-image"
+VARIANTS = {  # label -> (weight dtype, per-image network calls, channels_last, compile)
+    REFERENCE: (torch.float32, True, False, False),
+    "fp32/batched": (torch.float32, False, False, False),
+    "bf16/batched": (torch.bfloat16, False, False, False),
+    "bf16/batched/channels_last": (torch.bfloat16, False, True, False),
+    "bf16/batched/compile": (torch.bfloat16, False, False, True),
+}
 
 
 def medium_config() -> ldm.DiffusionConfig:
@@ -82,22 +97,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_once(model, dtype, *, cond, uncond, seeds, shape, steps, device):
-    """Sample + decode one batch; returns (latents float32, uint8 images, sampling s, decode s)."""
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else torch.autocast(
-        device.type, enabled=False)
-    with torch.inference_mode(), autocast:
-        _sync(device)
-        start = time.perf_counter()
-        z = sample_latents(model, seeds=seeds, shape=shape, cond=cond, uncond=uncond,
-                           guidance_scale=GUIDANCE if uncond is not None else 1.0, sampler="ddim", steps=steps)
-        _sync(device)
-        sampled = time.perf_counter()
-        x = model.decode_first_stage(z.to(dtype)).float()
-        images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        _sync(device)
-        decoded = time.perf_counter()
-    return z.float().cpu(), images.cpu(), sampled - start, decoded - sampled
+def run_once(model, dtype, per_image, *, cond, uncond, seeds, shape, steps, device):
+    """Sample + decode one batch as the runners do; returns (latents float32, uint8 images, sampling s, decode s)."""
+    _sync(device)
+    start = time.perf_counter()
+    z = sample_batch(model, seeds=seeds, shape=shape, cond=cond, uncond=uncond,
+                     guidance_scale=GUIDANCE if uncond is not None else 1.0, sampler="ddim", steps=steps,
+                     autocast=dtype, per_image=per_image)
+    _sync(device)
+    sampled = time.perf_counter()
+    images = torch.from_numpy(np.stack(decode_images(model, z, autocast=dtype, per_image=per_image)))
+    _sync(device)
+    decoded = time.perf_counter()
+    return z.float().cpu(), images, sampled - start, decoded - sampled
 
 
 def deviation(ref, out) -> dict:
@@ -126,24 +138,22 @@ def check_case(name: str, *, device: torch.device, batch: int, steps: int, repea
     out = {"case": name, "latent_shape": list(shape), "image_size": size * cfg.first_stage.downsample_factor,
            "batch": batch, "steps": steps, "guidance": uncond is not None,
            "unet_params_M": round(sum(p.numel() for p in base.unet.parameters()) / 1e6, 3), "variants": {},
-           "deviation_vs_fp32": {}}
-    variants = {"fp32": (base, torch.float32), "bf16": (to_dtype(copy.deepcopy(base), torch.bfloat16), torch.bfloat16)}
-    if compile_unet:
-        compiled = copy.deepcopy(variants["bf16"][0])
-        compiled.model.diffusion_model = torch.compile(compiled.model.diffusion_model)
-        variants["bf16+compile"] = (compiled, torch.bfloat16)
-    else:
-        out["variants"]["bf16+compile"] = {"skipped": "dry run (CPU)" if dry_run else "--no-compile"}
+           "deviation_vs_" + REFERENCE: {}}
     outputs = {}
-    for label, (model, dtype) in variants.items():
+    for label, (dtype, per_image, channels_last, compiled) in VARIANTS.items():
+        if compiled and not compile_unet:
+            out["variants"][label] = {"skipped": "dry run (CPU)" if dry_run else "not in --compile-cases"}
+            continue
+        model = base if dtype == torch.float32 and not channels_last else to_dtype(copy.deepcopy(base), dtype)
+        ldm.speed.optimize(model, channels_last=channels_last, compile_unet=compiled)
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         kwargs = {"cond": cond, "uncond": uncond, "seeds": seeds, "shape": shape, "steps": steps, "device": device}
         first = time.perf_counter()
-        z, images, _, _ = run_once(model, dtype, **kwargs)  # warm-up (and compilation)
+        z, images, _, _ = run_once(model, dtype, per_image, **kwargs)  # warm-up (and compilation)
         first = time.perf_counter() - first
-        timings = [run_once(model, dtype, **kwargs)[2:] for _ in range(repeats)]
+        timings = [run_once(model, dtype, per_image, **kwargs)[2:] for _ in range(repeats)]
         sample_s = sorted(t[0] for t in timings)[len(timings) // 2]
         decode_s = sorted(t[1] for t in timings)[len(timings) // 2]
         outputs[label] = (z, images)
@@ -152,8 +162,10 @@ def check_case(name: str, *, device: torch.device, batch: int, steps: int, repea
             "sampling_s": round(sample_s, 4), "decode_s": round(decode_s, 4), "first_call_s": round(first, 3),
             "peak_memory_MiB": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
             if device.type == "cuda" else None}
-        if label != "fp32":
-            out["deviation_vs_fp32"][label] = deviation(outputs["fp32"], outputs[label])
+        if label != REFERENCE:
+            out["deviation_vs_" + REFERENCE][label] = deviation(outputs[REFERENCE], outputs[label])
+        if model is not base:
+            del model
     return out
 
 
@@ -179,19 +191,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps")
     parser.add_argument("--repeats", type=int, default=3, help="timed batches per variant (median)")
     parser.add_argument("--medium-latent", type=int, default=32, help="latent side of the medium model")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    parser.add_argument("--compile-cases", nargs="*", default=["medium-txt2img"], choices=CASES,
+                        help="cases that also run the torch.compile variant (compiling takes ~1 min each)")
     parser.add_argument("--dry-run", action="store_true",
                         help="CPU, batch 1, 2 steps, 1 repeat, 8x8 latents, no compile: checks the script itself")
     args = parser.parse_args(argv)
     if args.dry_run:
         device = torch.device("cpu")
-        batch, steps, repeats, compile_unet = 1, 2, 1, False
+        batch, steps, repeats, compiled = 1, 2, 1, []
         torch.set_num_threads(1)  # a check of the script, not a CPU benchmark: no thread oversubscription
     else:
         if not torch.cuda.is_available():
             parser.error("CUDA is not available; use --dry-run to check the script on the CPU")
         device = torch.device("cuda")
-        batch, steps, repeats, compile_unet = args.batch, args.steps, args.repeats, not args.no_compile
+        batch, steps, repeats, compiled = args.batch, args.steps, args.repeats, args.compile_cases
     torch.manual_seed(0)
     report = {"what": "ldm-lab GPU check (benchmarks/gpu_check.py)", "dry_run": args.dry_run,
               "environment": environment(device), "cases": []}
@@ -200,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         latent = 8 if args.dry_run else (args.medium_latent if name.startswith("medium") else None)
         start = time.perf_counter()
         result = check_case(name, device=device, batch=batch, steps=steps, repeats=repeats, latent=latent,
-                            compile_unet=compile_unet, dry_run=args.dry_run)
+                            compile_unet=name in compiled, dry_run=args.dry_run)
         result["wall_s"] = round(time.perf_counter() - start, 2)
         report["cases"].append(result)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -208,9 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         for label, v in result["variants"].items():
             line = v.get("skipped") or (f"{v['s_per_step']:.5f} s/step  {v['images_per_s']:9.2f} img/s  "
                                         f"peak {v['peak_memory_MiB']} MiB  first call {v['first_call_s']} s")
-            print(f"{name:16s} {label:13s} {line}", flush=True)
-        for label, d in result["deviation_vs_fp32"].items():
-            print(f"{name:16s} {label:13s} vs fp32: max |d| {d['image_max_abs']}, mean |d| {d['image_mean_abs']}, "
+            print(f"{name:16s} {label:27s} {line}", flush=True)
+        for label, d in result["deviation_vs_" + REFERENCE].items():
+            print(f"{name:16s} {label:27s} vs {REFERENCE}: max |d| {d['image_max_abs']}, "
+                  f"mean |d| {d['image_mean_abs']}, "
                   f"PSNR {d['image_psnr_db']} dB, latent rel L2 {d['latent_rel_l2']}", flush=True)
     print(f"wrote {out}")
     return 0

@@ -8,10 +8,12 @@ from ldm.checkpoint import CheckpointError, LoadReport, file_sha256
 from ldm.config import ConfigError, DiffusionConfig, load_config
 from ldm.diffusion import LatentDiffusion
 from ldm.loading import build_model, load
+from ldm.speed import optimize
 from ldm.text_encoder import TextEncoderConfig
 from ldm.unet import UNetConfig
 
 __all__ = [
     "Autoencoder", "AutoencoderConfig", "CheckpointError", "ConfigError", "DiffusionConfig", "LatentDiffusion",
     "LoadReport", "TextEncoderConfig", "UNetConfig", "build_model", "file_sha256", "load", "load_config",
+    "optimize",
 ]

@@ -72,6 +72,10 @@ def _choices(task: str, name: str):
         from ldm_lab.device import DTYPES
 
         return list(DTYPES)
+    if name == "batching":
+        from ldm_lab.tasks.sampling import BATCHING
+
+        return list(BATCHING)
     return CHOICES.get(name, {}).get(task)
 
 

@@ -118,7 +118,7 @@ def test_interrupted_run_resumes_to_identical_files(reference_run, tmp_path, mon
     out = tmp_path / "resume"
     written = interrupt_after(monkeypatch, 2)
     with pytest.raises(Interrupt):
-        run(out, batch_size=4)  # interrupted in the middle of the first batch
+        run(out, batch_size=4, write_workers=0)  # interrupted in the first batch (inline writes: exactly there)
     assert written == [0, 1] and (out / "inpainted_00002.png").is_file() and not (out / "inpainted_00003.png").exists()
     assert json.loads(read_text(out / "run.json"))["status"] == "running"
     monkeypatch.setattr("ldm_lab.tasks.run_dir.after_image_hook", None)

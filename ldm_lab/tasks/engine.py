@@ -23,6 +23,7 @@ from ldm_lab.results import (
     write_per_sample_csv,
 )
 from ldm_lab.tasks.run_dir import RunFolder
+from ldm_lab.tasks.writer import ImageWriter
 
 
 def check_int(value, name: str, minimum: int) -> int:
@@ -48,6 +49,24 @@ def check_sampling(*, sampler: str, steps: int, eta: float, seed: int, batch_siz
     check_int(seed, "seed", 0)
     check_int(batch_size, "batch_size", 1)
     check_int(max_samples, "max_samples", 0)
+
+
+SPEED_DEFAULTS = {"batching": "per-image", "channels_last": False, "compile_unet": False}
+
+
+def check_speed(*, batching: str, channels_last: bool, compile_unet: bool, write_workers: int) -> dict:
+    """Check the throughput options; returns those that can change pixels and differ from the defaults,
+    for the resume key (so folders of runs with the defaults, older ones included, keep one key;
+    `write_workers` never changes a byte). Network batching: `ldm_lab.tasks.sampling`; others: `ldm.speed`."""
+    from ldm_lab.tasks.sampling import check_batching
+
+    check_batching(batching)
+    for name, value in (("channels_last", channels_last), ("compile_unet", compile_unet)):
+        if not isinstance(value, bool):
+            raise ValueError(f"`{name}` must be True or False, got {value!r}")
+    check_int(write_workers, "write_workers", 0)
+    chosen = {"batching": batching, "channels_last": channels_last, "compile_unet": compile_unet}
+    return {name: value for name, value in chosen.items() if value != SPEED_DEFAULTS[name]}
 
 
 @dataclass
@@ -79,9 +98,11 @@ def needs_sampling(folder: RunFolder, plan: list[Planned]) -> bool:
     return any(shard.owns(p.record.index) and not folder.finished(p.outputs) for p in plan)
 
 
-def generate(folder: RunFolder, plan: list[Planned], produce: Callable[[list[Planned], Callable], None], *,
-             batch_size: int, progress: bool, desc: str) -> dict:
-    """Produce every unfinished image; `produce(batch, done)` writes files and calls `done(item)` per image.
+def generate(folder: RunFolder, plan: list[Planned], produce: Callable[[list[Planned], Callable, Callable], None],
+             *, batch_size: int, progress: bool, desc: str, write_workers: int = 0) -> dict:
+    """Produce every unfinished image; `produce(batch, save, done)` writes each file with `save(rel, image)`
+    and calls `done(item)` per image. Files are written by `write_workers` threads (`ldm_lab.tasks.writer`);
+    an image counts as done once its files are on disk.
 
     Sharded (`ldm_lab.distributed`), this rank produces the images of its shard, then waits for every rank
     (a collective) and the session (world size, images per rank) is recorded in run.json by rank 0.
@@ -91,15 +112,17 @@ def generate(folder: RunFolder, plan: list[Planned], produce: Callable[[list[Pla
     pending = [p for p in mine if not folder.finished(p.outputs)]
     label = f"{desc} [rank {shard.rank}/{shard.world_size}]" if shard.sharded else desc
     bar = tqdm(total=len(mine), initial=len(mine) - len(pending), desc=label, unit="img", disable=not progress)
+    writer = ImageWriter(folder.root, workers=write_workers)
 
-    def done(item: Planned) -> None:
+    def finished(item: Planned) -> None:
         bar.update(1)
         folder.image_written(item.record.index)
 
     start = time.perf_counter()
     try:
-        for batch in batches(pending, batch_size):
-            produce(batch, done)
+        with writer:
+            for batch in batches(pending, batch_size):
+                produce(batch, writer.save, lambda item: writer.then(lambda: finished(item)))
     finally:
         bar.close()
     seconds = round(time.perf_counter() - start, 3)

@@ -10,6 +10,7 @@ the same holes. Metrics: PSNR/SSIM whole image and in the hole, LPIPS whole and 
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -25,7 +26,7 @@ from ldm_lab.metrics.image_quality import protocol_name
 from ldm_lab.metrics.result import PER_SAMPLE_COLUMNS
 from ldm_lab.results import SampleRecord, inpainted_name
 from ldm_lab.tasks import engine, legacy, measure
-from ldm_lab.tasks.images import read_mask, read_png, save_png, to_uint8
+from ldm_lab.tasks.images import read_mask, read_png, to_uint8
 from ldm_lab.tasks.inputs import (
     dataset_info,
     file_hash,
@@ -122,11 +123,18 @@ def _measure(folder: RunFolder, plan: list[engine.Planned], models: measure.Metr
     return columns, outcome
 
 
+def biharmonic_fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """The baseline: `skimage.restoration.inpaint_biharmonic` of uint8 RGB over the hole -> uint8 RGB."""
+    filled = inpaint_biharmonic(image.astype(np.float64) / 255.0, hole, channel_axis=-1)
+    return to_uint8(torch.from_numpy(filled).permute(2, 0, 1))
+
+
 def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir: str = "reports/demo/inpainting",
                    config: str = "configs/tiny/inpainting.yaml", model: str = "models/demo/inpainting.ckpt",
                    max_samples: int = 0, steps: int = 50, sampler: str = "ddim", eta: float = 0.0, seed: int = 0,
                    batch_size: int = 4, device: str = "auto", dtype: str = "fp32", resolution: str = "512",
-                   overwrite: bool = False, fid: bool = True, lpips: bool = True,
+                   batching: str = "per-image", channels_last: bool = False, compile_unet: bool = False,
+                   write_workers: int = 2, overwrite: bool = False, fid: bool = True, lpips: bool = True,
                    metric_weights: dict | None = None, progress: bool = True):
     """Evaluate an LDM inpainting checkpoint (upstream inpaint.py conditioning; see the module docstring).
 
@@ -134,6 +142,11 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
         resolution: working size, "512" (LDM paper's Places protocol; image bicubic-antialiased, mask
             nearest) or "native" (sides must be multiples of the model's factor).
         metric_weights: explicit metric network files ({"inception-fid": path, "alexnet": path, ...}).
+        batching: "per-image" (files never depend on batch size, resume or world size) or "batched"
+            (one network call per batch: faster on a GPU, pixels can move by float rounding); see
+            `ldm_lab.tasks.sampling`.
+        channels_last / compile_unet: `ldm.optimize` speed options (float-rounding changes only).
+        write_workers: threads that encode and write the PNGs while the next batch samples (0: inline).
     Returns a `ldm_lab.results.RunResult`; outputs as design §4 (resumable, see `ldm_lab.tasks.run_dir`).
     """
     parameters = dict(locals())
@@ -142,6 +155,9 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
     engine.check_sampling(sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size,
                           max_samples=max_samples, num_timesteps=cfg.timesteps)
     size = parse_resolution(resolution, size_multiple(cfg))
+    speed = engine.check_speed(batching=batching, channels_last=channels_last, compile_unet=compile_unet,
+                               write_workers=write_workers)
+    per_image = batching == "per-image"
     dev = parse_device(device)
     dt = parse_dtype(dtype, dev)
     # 2. Dataset (lazy reader) and the plan: files and seed of every image.
@@ -155,11 +171,11 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
     key = {"config_sha256": model_info["config_sha256"], "checkpoint_sha256": model_info["checkpoint_sha256"],
            "sampler": sampler, "steps": steps, "eta": float(eta), "seed": seed,
            "resolution": "native" if size is None else size, "dataset_fingerprint": dataset["fingerprint"],
-           "device_type": dev.type, "dtype": dtype_name(dt)}
+           "device_type": dev.type, "dtype": dtype_name(dt), **speed}
     # 3. Output folder: resume or refuse.
     folder = RunFolder(output_dir, "inpainting", key, overwrite=overwrite)
     folder.prepare()
-    sampling = {"sampler": sampler, "steps": steps, "eta": float(eta), "guidance_scale": None,
+    sampling = {"sampler": sampler, "steps": steps, "eta": float(eta), "guidance_scale": None, "batching": batching,
                 "resolution": "native" if size is None else size,
                 "conditioning": "upstream scripts/inpaint.py: masked = (1-mask)*image; mask ±1; "
                                 "c = cat(first-stage encode(masked), nearest-resized mask)",
@@ -169,32 +185,33 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
                                     sampling=sampling, seed=seed, device=dev, dtype=dtype_name(dt), plan=plan)
     # 4. Load the model if an image is unfinished, start the folder, sample; PNGs are written one by one.
     ldm_model = engine.start_run(folder, plan, manifest, lambda: load_task_model(
-        "inpainting", config, model, ckpt_arg="model", device=dev, dtype=dt))
+        "inpainting", config, model, ckpt_arg="model", device=dev, dtype=dt, channels_last=channels_last,
+        compile_unet=compile_unet))
 
-    def produce(batch: list[engine.Planned], done) -> None:
+    def produce(batch: list[engine.Planned], save, done) -> None:
         samples = [data[p.record.index] for p in batch]
         image = torch.stack([s.image for s in samples])
         mask = torch.stack([s.mask for s in samples])
         masked = (1 - mask) * image
-        c = encode_condition(ldm_model, masked * 2 - 1, autocast=dt)
+        c = encode_condition(ldm_model, masked * 2 - 1, autocast=dt, per_image=per_image)
         concat = torch.cat([c, F.interpolate(mask * 2 - 1, size=c.shape[-2:])], dim=1)
         h, w = image.shape[-2:]
         f = ldm_model.downsample_factor
         z = sample_batch(ldm_model, seeds=[p.record.seed for p in batch], shape=(ldm_model.latent_channels, h // f, w // f),
-                         cond={"concat": concat}, sampler=sampler, steps=steps, eta=eta, autocast=dt)
-        for p, s, pred, m in zip(batch, samples, decode_images(ldm_model, z, autocast=dt), mask, strict=True):
+                         cond={"concat": concat}, sampler=sampler, steps=steps, eta=eta, autocast=dt,
+                         per_image=per_image)
+        for p, s, pred, m in zip(batch, samples, decode_images(ldm_model, z, autocast=dt, per_image=per_image), mask, strict=True):
             original, hole = to_uint8(s.image), m[0].numpy() > 0.5
             files = p.record.files
-            save_png(folder.root, files["reference"], original)
-            save_png(folder.root, files["input"], to_uint8((1 - m) * s.image))
-            save_png(folder.root, files["mask"], hole)
-            filled = inpaint_biharmonic(original.astype(np.float64) / 255.0, hole, channel_axis=-1)
-            save_png(folder.root, p.baseline.files["result"], to_uint8(torch.from_numpy(filled).permute(2, 0, 1)))
-            save_png(folder.root, files["result"], np.where(hole[..., None], pred, original))
+            save(files["reference"], original)
+            save(files["input"], to_uint8((1 - m) * s.image))
+            save(files["mask"], hole)
+            save(p.baseline.files["result"], functools.partial(biharmonic_fill, original, hole))  # on a writer thread
+            save(files["result"], np.where(hole[..., None], pred, original))
             done(p)
 
     manifest["timings"].update(engine.generate(folder, plan, produce, batch_size=batch_size, progress=progress,
-                                               desc="inpainting"))
+                                               desc="inpainting", write_workers=write_workers))
     if not engine.measured_here():  # sharded under torchrun: rank 0 measures afterwards, single-process
         return None
     # 5. Measure from the PNGs (streamed), model and baseline alike.

@@ -106,8 +106,10 @@ def vocab_file(tokenizer: str | Path | None, config: Path) -> Path:
 
 
 def load_task_model(task: str, config: Path, ckpt: str | Path, *, ckpt_arg: str, device: torch.device,
-                    dtype: torch.dtype, vocab: Path | None = None) -> ldm.LatentDiffusion:
-    """`ldm.load` (strict, safe) with errors that name the argument; text models get `vocab` checked."""
+                    dtype: torch.dtype, vocab: Path | None = None, channels_last: bool = False,
+                    compile_unet: bool = False) -> ldm.LatentDiffusion:
+    """`ldm.load` (strict, safe) with errors that name the argument; text models get `vocab` checked;
+    then `ldm.optimize` (channels_last, torch.compile of the UNet) when asked for."""
     ckpt = require_file(ckpt, ckpt_arg)
     try:
         model = ldm.load(config, ckpt, device=device, dtype=dtype)
@@ -119,7 +121,7 @@ def load_task_model(task: str, config: Path, ckpt: str | Path, *, ckpt_arg: str,
         if tokenizer.vocab_size > size:
             raise ValueError(f"`tokenizer` {vocab} has {tokenizer.vocab_size} tokens but the model's embedding "
                              f"holds {size}; pass the vocab.txt the model was trained with")
-    return model
+    return ldm.optimize(model, channels_last=channels_last, compile_unet=compile_unet)
 
 
 def environment() -> dict:

@@ -26,7 +26,7 @@ from ldm_lab.metrics.image_quality import protocol_name
 from ldm_lab.metrics.result import PER_SAMPLE_COLUMNS, MetricUnavailable
 from ldm_lab.results import SampleRecord, sr_sample_names
 from ldm_lab.tasks import engine, legacy, measure
-from ldm_lab.tasks.images import read_png, resize_antialiased, save_png, to_uint8
+from ldm_lab.tasks.images import read_png, resize_antialiased, to_uint8
 from ldm_lab.tasks.inputs import (
     dataset_info,
     file_hash,
@@ -111,7 +111,8 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
                  config: str = "configs/tiny/superres.yaml", checkpoint: str = "models/demo/superres.ckpt",
                  scale: int = 4, max_samples: int = 0, steps: int = 100, sampler: str = "ddim", eta: float = 1.0,
                  seed: int = 0, batch_size: int = 4, device: str = "auto", dtype: str = "fp32", tile: str = "auto",
-                 tile_size: int = 128, tile_stride: int = 64, overwrite: bool = False, fid: bool = True,
+                 tile_size: int = 128, tile_stride: int = 64, batching: str = "per-image", channels_last: bool = False,
+                 compile_unet: bool = False, write_workers: int = 2, overwrite: bool = False, fid: bool = True,
                  lpips: bool = True, metric_weights: dict | None = None, progress: bool = True):
     """Evaluate an LDM super-resolution checkpoint (upstream notebook conditioning; see the module docstring).
 
@@ -119,6 +120,11 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
         scale: 4 (the model's native factor) or 2 (model x4, then antialiased x1/2; labelled in results).
         tile: "auto" (tiles when the latent exceeds `tile_size`), "tiled" or "whole"; sizes in latent pixels.
         metric_weights: explicit metric network files ({"inception-fid": path, "vgg16": path, ...}).
+        batching: "per-image" (files never depend on batch size, resume or world size) or "batched"
+            (one network call per batch: faster on a GPU, pixels can move by float rounding); see
+            `ldm_lab.tasks.sampling`.
+        channels_last / compile_unet: `ldm.optimize` speed options (float-rounding changes only).
+        write_workers: threads that encode and write the PNGs while the next batch samples (0: inline).
     """
     parameters = dict(locals())
     # 1. Check arguments and the model family.
@@ -136,6 +142,9 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
         raise ValueError(f"`tile_size` must be a multiple of {multiple} for this UNet, got {tile_size}")
     if isinstance(tile_stride, bool) or not isinstance(tile_stride, int) or not 0 < tile_stride <= tile_size:
         raise ValueError(f"`tile_stride` must be an integer in [1, tile_size={tile_size}], got {tile_stride!r}")
+    speed = engine.check_speed(batching=batching, channels_last=channels_last, compile_unet=compile_unet,
+                               write_workers=write_workers)
+    per_image = batching == "per-image"
     dev = parse_device(device)
     dt = parse_dtype(dtype, dev)
     method = (f"x{factor} LDM on the native LR" if scale == factor else
@@ -150,12 +159,12 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
     key = {"config_sha256": model_info["config_sha256"], "checkpoint_sha256": model_info["checkpoint_sha256"],
            "sampler": sampler, "steps": steps, "eta": float(eta), "seed": seed, "scale": scale, "tile": tile,
            "tile_size": tile_size, "tile_stride": tile_stride, "dataset_fingerprint": dataset["fingerprint"],
-           "device_type": dev.type, "dtype": dtype_name(dt)}
+           "device_type": dev.type, "dtype": dtype_name(dt), **speed}
     # 3. Output folder.
     folder = RunFolder(output_dir, "superres", key, overwrite=overwrite)
     folder.prepare()
     tiled = lambda w, h: tile == "tiled" or (tile == "auto" and max(_pad(w, multiple), _pad(h, multiple)) > tile_size)
-    sampling = {"sampler": sampler, "steps": steps, "eta": float(eta), "guidance_scale": None, "scale": scale,
+    sampling = {"sampler": sampler, "steps": steps, "eta": float(eta), "guidance_scale": None, "scale": scale, "batching": batching,
                 "method": method, "tile": tile, "tile_size": tile_size, "tile_stride": tile_stride,
                 "tiled_samples": [p.record.index for p in plan if tiled(*p.group)],
                 "padding": f"LR padded (replicate) to a multiple of {multiple}, output cropped",
@@ -164,9 +173,10 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
                                     sampling=sampling, seed=seed, device=dev, dtype=dtype_name(dt), plan=plan)
     # 4. Load the model if an image is unfinished, start the folder, sample.
     ldm_model = engine.start_run(folder, plan, manifest, lambda: load_task_model(
-        "superres", config, checkpoint, ckpt_arg="checkpoint", device=dev, dtype=dt))
+        "superres", config, checkpoint, ckpt_arg="checkpoint", device=dev, dtype=dt,
+        channels_last=channels_last, compile_unet=compile_unet))
 
-    def produce(batch: list[engine.Planned], done) -> None:
+    def produce(batch: list[engine.Planned], save, done) -> None:
         samples = [data[p.record.index] for p in batch]
         lr = torch.stack([s.lr for s in samples])
         h, w = lr.shape[-2:]
@@ -174,25 +184,27 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
         use_tiles = tiled(w, h)
         eps_model = tiled_eps_model(ldm_model.apply_model, tile=tile_size, stride=tile_stride) if use_tiles else None
         z = sample_batch(ldm_model, seeds=[p.record.seed for p in batch], shape=(ldm_model.latent_channels, *cond.shape[-2:]),
-                         cond={"concat": cond}, sampler=sampler, steps=steps, eta=eta, autocast=dt, eps_model=eps_model)
-        decoded = decode_images(ldm_model, z, autocast=dt, tile=tile_size if use_tiles else None, stride=tile_stride)
+                         cond={"concat": cond}, sampler=sampler, steps=steps, eta=eta, autocast=dt, eps_model=eps_model,
+                         per_image=per_image)
+        decoded = decode_images(ldm_model, z, autocast=dt, tile=tile_size if use_tiles else None, stride=tile_stride,
+                                per_image=per_image)
         for p, s, sr in zip(batch, samples, decoded, strict=True):
             hr, lr_image = to_uint8(s.hr), to_uint8(s.lr)
             sr = sr[: h * factor, : w * factor]
             if scale != factor:
                 sr = np.asarray(bicubic_downscale(Image.fromarray(sr), factor // scale))
-            save_png(folder.root, p.record.files["reference"], hr)
-            save_png(folder.root, p.record.files["input"], lr_image)
-            save_png(folder.root, p.baseline.files["result"], resize_antialiased(lr_image, (hr.shape[1], hr.shape[0])))
+            save(p.record.files["reference"], hr)
+            save(p.record.files["input"], lr_image)
+            save(p.baseline.files["result"], resize_antialiased(lr_image, (hr.shape[1], hr.shape[0])))
             if p.record.index < N_SAMPLE_RESULTS:
                 names = sr_sample_names(p.record.index)
-                save_png(folder.root, names[1], hr)
-                save_png(folder.root, names[0], sr)
-            save_png(folder.root, p.record.files["result"], sr)
+                save(names[1], hr)
+                save(names[0], sr)
+            save(p.record.files["result"], sr)
             done(p)
 
     manifest["timings"].update(engine.generate(folder, plan, produce, batch_size=batch_size, progress=progress,
-                                               desc=f"super-resolution x{scale}"))
+                                               desc=f"super-resolution x{scale}", write_workers=write_workers))
     if not engine.measured_here():  # sharded under torchrun: rank 0 measures afterwards, single-process
         return None
     # 5. Measure from the PNGs (streamed), model and baseline alike.

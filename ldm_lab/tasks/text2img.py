@@ -21,7 +21,7 @@ from ldm_lab.data.images import load_image
 from ldm_lab.device import dtype_name, parse_device, parse_dtype
 from ldm_lab.results import SampleRecord, generated_name
 from ldm_lab.tasks import engine, legacy, measure
-from ldm_lab.tasks.images import read_png, save_png
+from ldm_lab.tasks.images import read_png
 from ldm_lab.tasks.inputs import (
     dataset_info,
     file_hash,
@@ -56,9 +56,10 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
                  max_samples: int = 0, ddim_steps: int = 50, scale: float = 7.5, sampler: str = "ddim",
                  eta: float = 0.0, seed: int = 0, batch_size: int = 4, save_images_ratio: float = 1.0,
                  tokenizer: str | None = None, caption_policy: str = "first", device: str = "auto",
-                 dtype: str = "fp32", overwrite: bool = False, fid: bool = True, clip: bool = True,
-                 clip_model: str = "ViT-B-32", clip_pretrained: str = "openai", metric_weights: dict | None = None,
-                 progress: bool = True):
+                 dtype: str = "fp32", batching: str = "per-image", channels_last: bool = False,
+                 compile_unet: bool = False, write_workers: int = 2, overwrite: bool = False, fid: bool = True,
+                 clip: bool = True, clip_model: str = "ViT-B-32", clip_pretrained: str = "openai",
+                 metric_weights: dict | None = None, progress: bool = True):
     """Evaluate an LDM text-to-image checkpoint with classifier-free guidance (see the module docstring).
 
     Args:
@@ -67,6 +68,11 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
             bert-base-uncased found offline by `ldm.tokenizer.resolve_vocab`.
         save_images_ratio: share of generated PNGs kept (the older script's rule); all are measured.
         metric_weights: explicit metric network files ({"inception-fid": path, "vgg16": path, "clip": path}).
+        batching: "per-image" (files never depend on batch size, resume or world size) or "batched"
+            (one network call per batch: faster on a GPU, pixels can move by float rounding); see
+            `ldm_lab.tasks.sampling`.
+        channels_last / compile_unet: `ldm.optimize` speed options (float-rounding changes only).
+        write_workers: threads that encode and write the PNGs while the next batch samples (0: inline).
     """
     parameters = dict(locals())
     # 1. Check arguments and the model family.
@@ -78,6 +84,9 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
     if isinstance(save_images_ratio, bool) or not isinstance(save_images_ratio, int | float) \
             or not 0 < save_images_ratio <= 1:
         raise ValueError(f"`save_images_ratio` must be in (0, 1], got {save_images_ratio!r}")
+    speed = engine.check_speed(batching=batching, channels_last=channels_last, compile_unet=compile_unet,
+                               write_workers=write_workers)
+    per_image = batching == "per-image"
     vocab = vocab_file(tokenizer, require_file(config_path, "config_path"))
     dev = parse_device(device)
     dt = parse_dtype(dtype, dev)
@@ -103,36 +112,38 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
     key = {"config_sha256": model_info["config_sha256"], "checkpoint_sha256": model_info["checkpoint_sha256"],
            "tokenizer_sha256": model_info["tokenizer_sha256"], "sampler": sampler, "steps": ddim_steps,
            "eta": float(eta), "guidance_scale": float(scale), "seed": seed, "save_images_ratio": float(save_images_ratio),
-           "dataset_fingerprint": dataset["fingerprint"], "device_type": dev.type, "dtype": dtype_name(dt)}
+           "dataset_fingerprint": dataset["fingerprint"], "device_type": dev.type, "dtype": dtype_name(dt), **speed}
     # 3. Output folder.
     folder = RunFolder(output_dir, "text2img", key, overwrite=overwrite)
     folder.prepare()
     latent_shape = (cfg.unet.out_channels, cfg.image_size, cfg.image_size)
     sampling = {"sampler": sampler, "steps": ddim_steps, "eta": float(eta), "guidance_scale": float(scale),
-                "unconditional_prompt": "", "latent_shape": list(latent_shape), "image_size": [size, size],
+                "unconditional_prompt": "", "batching": batching, "latent_shape": list(latent_shape), "image_size": [size, size],
                 "saved_indices": sorted(saved)}
     manifest = engine.base_manifest(folder, parameters=parameters, model_info=model_info, dataset=dataset,
                                     sampling=sampling, seed=seed, device=dev, dtype=dtype_name(dt), plan=plan)
     # 4. Load the model if an image is unfinished, start the folder, sample.
     ldm_model = engine.start_run(folder, plan, manifest, lambda: load_task_model(
-        "text2img", config_path, model_path, ckpt_arg="model_path", device=dev, dtype=dt, vocab=vocab))
+        "text2img", config_path, model_path, ckpt_arg="model_path", device=dev, dtype=dt, vocab=vocab,
+        channels_last=channels_last, compile_unet=compile_unet))
     if ldm_model is not None:
         uc_one = text_condition(ldm_model, [""], autocast=dt)
 
-    def produce(batch: list[engine.Planned], done) -> None:
-        c = text_condition(ldm_model, [p.record.caption for p in batch], autocast=dt)
+    def produce(batch: list[engine.Planned], save, done) -> None:
+        c = text_condition(ldm_model, [p.record.caption for p in batch], autocast=dt, per_image=per_image)
         uc = uc_one.expand(len(batch), *uc_one.shape[1:])
         z = sample_batch(ldm_model, seeds=[p.record.seed for p in batch], shape=latent_shape,
                          cond={"context": c}, uncond=None if scale == 1 else {"context": uc},
-                         guidance_scale=float(scale), sampler=sampler, steps=ddim_steps, eta=eta, autocast=dt)
-        for p, image in zip(batch, decode_images(ldm_model, z, autocast=dt), strict=True):
+                         guidance_scale=float(scale), sampler=sampler, steps=ddim_steps, eta=eta, autocast=dt,
+                         per_image=per_image)
+        for p, image in zip(batch, decode_images(ldm_model, z, autocast=dt, per_image=per_image), strict=True):
             real = center_square(load_image(data.paths(p.record.index)["image"]), size)
-            save_png(folder.root, p.record.files["reference"], real)
-            save_png(folder.root, p.outputs[-1], image)
+            save(p.record.files["reference"], real)
+            save(p.outputs[-1], image)
             done(p)
 
     manifest["timings"].update(engine.generate(folder, plan, produce, batch_size=batch_size, progress=progress,
-                                               desc="text-to-image"))
+                                               desc="text-to-image", write_workers=write_workers))
     if not engine.measured_here():  # sharded under torchrun: rank 0 measures afterwards, single-process
         return None
     # 5. Measure: CLIP per sample (generated and real), FID/KID/PR of generated vs real.
