@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from ldm_lab import distributed
 from ldm_lab.notebooks import PROJECT_ROOT, run_task
@@ -92,6 +94,23 @@ def test_two_ranks_write_the_single_process_folder(task, tmp_path):
     assert session["images_per_rank"] == [2, 1] and session["backend"] == "gloo"  # 3 images: 0, 2 | 1
     assert (tmp_path / "sharded" / "report.html").is_file()
     assert json.loads((tmp_path / "single" / "run.json").read_text())["distributed"]["world_size"] == 1
+
+
+@pytest.mark.slow
+def test_two_ranks_with_batched_network_calls(tmp_path):
+    """--batching batched under torchrun: each rank batches its own shard; the images are the per-image
+    ones up to float rounding (batch composition differs from a single process, as documented)."""
+    proc = torchrun("text2img", tmp_path / "sharded", tmp_path, batching="batched", write_workers=0)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads((tmp_path / "sharded" / "run.json").read_text())
+    assert run["resume_key"]["batching"] == "batched" and run["distributed"]["world_size"] == 2
+    reference("text2img", tmp_path / "single")
+    a, b = pngs(tmp_path / "sharded"), pngs(tmp_path / "single")
+    assert sorted(a) == sorted(b) and len(a) == 6  # 3 generated + 3 references
+    for name in a:
+        diff = np.abs(np.asarray(Image.open(tmp_path / "sharded" / name), np.int16)
+                      - np.asarray(Image.open(tmp_path / "single" / name), np.int16))
+        assert diff.max() <= 2, name
 
 
 @pytest.mark.slow
