@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.setup-stamp
 TORCH   := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup browser test demo lab lint bench gpu-check clean-venv
+.PHONY: setup browser test demo lab lint bench gpu-check device-wheels clean-venv
 
 setup: $(STAMP)
 
@@ -36,6 +36,14 @@ bench: setup
 # On a CUDA machine: fp32 vs bf16 vs torch.compile, peak memory, bf16 deviation -> reports/gpu_check/.
 gpu-check: setup
 	benchmarks/gpu_check.sh
+
+# Wheels of what the lent GPU machines' Python (3.12, torch preinstalled, no network) lacks for
+# benchmarks/gpu_check.sh; the device call carries .whl and the script installs them (see README).
+DEVICE_WHEELS = omegaconf==2.4.0
+device-wheels:
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl $(DEVICE_WHEELS)
+	@ls .whl
 
 demo: setup
 	$(VENV)/bin/ldm-lab demo

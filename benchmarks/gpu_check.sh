@@ -9,11 +9,22 @@
 #   benchmarks/gpu_check.sh                          # writes reports/gpu_check/{gpu_check,throughput}.json
 #   benchmarks/gpu_check.sh --out /tmp/check.json    # other options: benchmarks/gpu_check.py --help
 #   benchmarks/gpu_check.sh --dry-run                # no GPU: part 1 on the CPU, tiny sizes, 2 steps (tested)
+#
+# On a lent GPU machine (python3 there has torch but not every dependency, and no network): run
+# `make device-wheels` here first and carry .whl; this script installs those wheels into /tmp/site, and writes
+# into $OUT when that is set (the device tool's folder of files that come back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python3
-case " $* " in *" --out "*) ;; *) set -- --out reports/gpu_check/gpu_check.json "$@" ;; esac
+if [ ! -x .venv/bin/python ] && compgen -G ".whl/*.whl" >/dev/null; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONUNBUFFERED=1
+default_out=reports/gpu_check/gpu_check.json
+[ -n "${OUT:-}" ] && default_out="$OUT/gpu_check.json"
+case " $* " in *" --out "*) ;; *) set -- --out "$default_out" "$@" ;; esac
 "$PYTHON" -c 'import torch; print("torch", torch.__version__, "| cuda", torch.cuda.is_available(),
       "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true

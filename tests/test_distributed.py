@@ -177,6 +177,15 @@ def test_gpu_check_dry_run_writes_the_json(tmp_path):
     assert medium["unet_params_M"] > 10 * report["cases"][2]["unet_params_M"]  # model_channels 128 vs tiny
 
 
+def test_gpu_check_writes_into_the_device_tools_out_folder(tmp_path):
+    """On a lent GPU machine the files that come back are those under $OUT: the default --out goes there."""
+    env = dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path))
+    proc = subprocess.run(["bash", str(GPU_CHECK), "--dry-run", "--cases", "tiny-superres"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [c["case"] for c in json.loads((tmp_path / "gpu_check.json").read_text())["cases"]] == ["tiny-superres"]
+
+
 @pytest.mark.gpu
 def test_gpu_check_on_cuda(tmp_path):
     import torch
