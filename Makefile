@@ -32,8 +32,10 @@ lint: setup
 
 bench: setup
 	$(VPY) benchmarks/sampling.py
+	$(VPY) benchmarks/throughput.py --task inpainting --images 8 --batch 4 --steps 10 --resolution 256
 
-# On a CUDA machine: fp32 vs bf16 vs torch.compile, peak memory, bf16 deviation -> reports/gpu_check/.
+# On a CUDA machine: the runners' sampling path per variant (fp32 per-image / batched / bf16 / channels_last /
+# torch.compile), peak memory, deviation from fp32 per-image, then runner throughput -> reports/gpu_check/.
 gpu-check: setup
 	benchmarks/gpu_check.sh
 
