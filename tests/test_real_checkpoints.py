@@ -4,7 +4,8 @@ What a wrong key mapping, layout or conditioning would break, checked with thres
 working and a broken model: first stages reconstruct a photo (VQ-f4 / KL-f8 reach ~24-27 dB on natural
 images; a scrambled decoder gives < 12 dB), the inpainting model reproduces the visible part of its
 input, the SR model is no worse than bicubic minus a margin, the text model's images follow the
-prompt's brightness. Runs on CUDA when present, else on the CPU (minutes for the 1.45B text model).
+prompt's brightness. The thresholds are estimates from the papers' numbers: no real file has been run
+here yet. Runs on CUDA when present, else on the CPU (minutes for the 1.45B text model).
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 @pytest.mark.parametrize("name", ["inpainting_big", "bsr_sr", "text2img-large"])
 def test_first_stage_reconstructs_a_photo(name):
     model = real_model(name)
-    assert model.load_report.ema == (name != "text2img-large")  # EMA weights sampled where the config says
     image = photo()
     with torch.inference_mode():
         z = model.encode_first_stage(to_tensor(image).to(DEVICE), sample=False)
@@ -104,7 +104,7 @@ def test_bsr_sr_upscales_about_as_well_as_bicubic_or_better():
     [sr] = decode_images(model, z)
     bicubic = np.asarray(Image.fromarray(lr).resize((SIZE, SIZE), Image.Resampling.BICUBIC))
     ours, base = psnr(sr, hr), psnr(bicubic, hr)
-    assert ours > 20 and ours > base - 3, f"SR {ours:.1f} dB vs bicubic {base:.1f} dB"
+    assert ours > 18 and ours > base - 4, f"SR {ours:.1f} dB vs bicubic {base:.1f} dB"
 
 
 def test_text2img_large_follows_the_prompt():
