@@ -143,7 +143,7 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
             nearest) or "native" (sides must be multiples of the model's factor).
         metric_weights: explicit metric network files ({"inception-fid": path, "alexnet": path, ...}).
         batching: "per-image" (files never depend on batch size, resume or world size) or "batched"
-            (one network call per batch: faster on a GPU, pixels can move by float rounding); see
+            (one network call per batch, the throughput path for GPUs; pixels can move by float rounding); see
             `ldm_lab.tasks.sampling`.
         channels_last / compile_unet: `ldm.optimize` speed options (float-rounding changes only).
         write_workers: threads that encode and write the PNGs while the next batch samples (0: inline).
@@ -200,7 +200,8 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
         z = sample_batch(ldm_model, seeds=[p.record.seed for p in batch], shape=(ldm_model.latent_channels, h // f, w // f),
                          cond={"concat": concat}, sampler=sampler, steps=steps, eta=eta, autocast=dt,
                          per_image=per_image)
-        for p, s, pred, m in zip(batch, samples, decode_images(ldm_model, z, autocast=dt, per_image=per_image), mask, strict=True):
+        predictions = decode_images(ldm_model, z, autocast=dt, per_image=per_image)
+        for p, s, pred, m in zip(batch, samples, predictions, mask, strict=True):
             original, hole = to_uint8(s.image), m[0].numpy() > 0.5
             files = p.record.files
             save(files["reference"], original)

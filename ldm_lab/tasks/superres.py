@@ -121,7 +121,7 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
         tile: "auto" (tiles when the latent exceeds `tile_size`), "tiled" or "whole"; sizes in latent pixels.
         metric_weights: explicit metric network files ({"inception-fid": path, "vgg16": path, ...}).
         batching: "per-image" (files never depend on batch size, resume or world size) or "batched"
-            (one network call per batch: faster on a GPU, pixels can move by float rounding); see
+            (one network call per batch, the throughput path for GPUs; pixels can move by float rounding); see
             `ldm_lab.tasks.sampling`.
         channels_last / compile_unet: `ldm.optimize` speed options (float-rounding changes only).
         write_workers: threads that encode and write the PNGs while the next batch samples (0: inline).
@@ -164,8 +164,8 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
     folder = RunFolder(output_dir, "superres", key, overwrite=overwrite)
     folder.prepare()
     tiled = lambda w, h: tile == "tiled" or (tile == "auto" and max(_pad(w, multiple), _pad(h, multiple)) > tile_size)
-    sampling = {"sampler": sampler, "steps": steps, "eta": float(eta), "guidance_scale": None, "scale": scale, "batching": batching,
-                "method": method, "tile": tile, "tile_size": tile_size, "tile_stride": tile_stride,
+    sampling = {"sampler": sampler, "steps": steps, "eta": float(eta), "guidance_scale": None, "scale": scale,
+                "batching": batching, "method": method, "tile": tile, "tile_size": tile_size, "tile_stride": tile_stride,
                 "tiled_samples": [p.record.index for p in plan if tiled(*p.group)],
                 "padding": f"LR padded (replicate) to a multiple of {multiple}, output cropped",
                 "baseline": "PIL bicubic upscaling of the LR to the HR size"}

@@ -69,7 +69,7 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
         save_images_ratio: share of generated PNGs kept (the older script's rule); all are measured.
         metric_weights: explicit metric network files ({"inception-fid": path, "vgg16": path, "clip": path}).
         batching: "per-image" (files never depend on batch size, resume or world size) or "batched"
-            (one network call per batch: faster on a GPU, pixels can move by float rounding); see
+            (one network call per batch, the throughput path for GPUs; pixels can move by float rounding); see
             `ldm_lab.tasks.sampling`.
         channels_last / compile_unet: `ldm.optimize` speed options (float-rounding changes only).
         write_workers: threads that encode and write the PNGs while the next batch samples (0: inline).
@@ -118,8 +118,8 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
     folder.prepare()
     latent_shape = (cfg.unet.out_channels, cfg.image_size, cfg.image_size)
     sampling = {"sampler": sampler, "steps": ddim_steps, "eta": float(eta), "guidance_scale": float(scale),
-                "unconditional_prompt": "", "batching": batching, "latent_shape": list(latent_shape), "image_size": [size, size],
-                "saved_indices": sorted(saved)}
+                "unconditional_prompt": "", "batching": batching, "latent_shape": list(latent_shape),
+                "image_size": [size, size], "saved_indices": sorted(saved)}
     manifest = engine.base_manifest(folder, parameters=parameters, model_info=model_info, dataset=dataset,
                                     sampling=sampling, seed=seed, device=dev, dtype=dtype_name(dt), plan=plan)
     # 4. Load the model if an image is unfinished, start the folder, sample.
