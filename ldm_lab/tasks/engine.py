@@ -55,9 +55,16 @@ SPEED_DEFAULTS = {"batching": "per-image", "channels_last": False, "compile_unet
 
 
 def check_speed(*, batching: str, channels_last: bool, compile_unet: bool, write_workers: int) -> dict:
-    """Check the throughput options; returns those that can change pixels and differ from the defaults,
-    for the resume key (so folders of runs with the defaults, older ones included, keep one key;
-    `write_workers` never changes a byte). Network batching: `ldm_lab.tasks.sampling`; others: `ldm.speed`."""
+    """Check the runners' throughput options; returns those that can change pixels and differ from the
+    defaults, for the resume key (so runs with the defaults, older folders included, keep one key).
+
+    batching: "per-image" (files never depend on batch size, resume or world size) or "batched" (one
+        network call per batch, the throughput path for GPUs; pixels can move by float rounding); see
+        `ldm_lab.tasks.sampling`.
+    channels_last / compile_unet: `ldm.optimize` (float-rounding changes only).
+    write_workers: threads that encode and write the PNGs while the next batch samples (0: inline); never
+        changes a byte (`ldm_lab.tasks.writer`).
+    """
     from ldm_lab.tasks.sampling import check_batching
 
     check_batching(batching)

@@ -142,11 +142,7 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
         resolution: working size, "512" (LDM paper's Places protocol; image bicubic-antialiased, mask
             nearest) or "native" (sides must be multiples of the model's factor).
         metric_weights: explicit metric network files ({"inception-fid": path, "alexnet": path, ...}).
-        batching: "per-image" (files never depend on batch size, resume or world size) or "batched"
-            (one network call per batch, the throughput path for GPUs; pixels can move by float rounding); see
-            `ldm_lab.tasks.sampling`.
-        channels_last / compile_unet: `ldm.optimize` speed options (float-rounding changes only).
-        write_workers: threads that encode and write the PNGs while the next batch samples (0: inline).
+        batching, channels_last, compile_unet, write_workers: throughput options (`engine.check_speed`).
     Returns a `ldm_lab.results.RunResult`; outputs as design §4 (resumable, see `ldm_lab.tasks.run_dir`).
     """
     parameters = dict(locals())

@@ -120,11 +120,7 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
         scale: 4 (the model's native factor) or 2 (model x4, then antialiased x1/2; labelled in results).
         tile: "auto" (tiles when the latent exceeds `tile_size`), "tiled" or "whole"; sizes in latent pixels.
         metric_weights: explicit metric network files ({"inception-fid": path, "vgg16": path, ...}).
-        batching: "per-image" (files never depend on batch size, resume or world size) or "batched"
-            (one network call per batch, the throughput path for GPUs; pixels can move by float rounding); see
-            `ldm_lab.tasks.sampling`.
-        channels_last / compile_unet: `ldm.optimize` speed options (float-rounding changes only).
-        write_workers: threads that encode and write the PNGs while the next batch samples (0: inline).
+        batching, channels_last, compile_unet, write_workers: throughput options (`engine.check_speed`).
     """
     parameters = dict(locals())
     # 1. Check arguments and the model family.

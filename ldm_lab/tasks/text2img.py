@@ -68,11 +68,7 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
             bert-base-uncased found offline by `ldm.tokenizer.resolve_vocab`.
         save_images_ratio: share of generated PNGs kept (the older script's rule); all are measured.
         metric_weights: explicit metric network files ({"inception-fid": path, "vgg16": path, "clip": path}).
-        batching: "per-image" (files never depend on batch size, resume or world size) or "batched"
-            (one network call per batch, the throughput path for GPUs; pixels can move by float rounding); see
-            `ldm_lab.tasks.sampling`.
-        channels_last / compile_unet: `ldm.optimize` speed options (float-rounding changes only).
-        write_workers: threads that encode and write the PNGs while the next batch samples (0: inline).
+        batching, channels_last, compile_unet, write_workers: throughput options (`engine.check_speed`).
     """
     parameters = dict(locals())
     # 1. Check arguments and the model family.
