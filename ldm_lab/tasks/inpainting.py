@@ -108,19 +108,11 @@ def _measure(folder: RunFolder, plan: list[engine.Planned], models: measure.Metr
             measure.guarded(lambda: lpips_hole_bbox(lp, res, ref, hole), "lpips_hole_bbox", values, reasons)
         return values, reasons
 
-    real = [folder.path(p.record.files["reference"]) for p in plan]
-    outcome = {}
-    for system, records in (("model", [p.record for p in plan]), ("baseline", [p.baseline for p in plan])):
-        rows, summary = measure.per_sample_metrics(records, compute, columns, protocols=protocols,
-                                                   unavailable=unavailable, progress=progress,
-                                                   desc=f"metrics ({system})")
-        what = "composites" if system == "model" else "biharmonic fills"
-        summary.update(measure.distribution_results(
-            models, [folder.path(r.files["result"]) for r in records], real, real_key=real_key,
-            note=f"fake = {what}, real = the originals at {where} (paired sets)", precision_recall=False)
-            if fid else measure.disabled(["fid", "kid"], "fid"))
-        outcome[system] = (rows, summary)
-    return columns, outcome
+    notes = {"model": f"fake = composites, real = the originals at {where} (paired sets)",
+             "baseline": f"fake = biharmonic fills, real = the originals at {where} (paired sets)"}
+    return columns, measure.model_and_baseline(folder, plan, compute, columns, protocols=protocols,
+                                               unavailable=unavailable, models=models, real_key=real_key, fid=fid,
+                                               notes=notes, precision_recall=False, progress=progress)
 
 
 def biharmonic_fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:

@@ -158,6 +158,26 @@ def distribution_results(models: MetricModels, fake: list[Path], real: list[Path
     return out
 
 
+def model_and_baseline(folder, plan: list, compute: Callable[[SampleRecord], tuple[dict, dict]], columns: list[str],
+                       *, protocols: dict[str, str], unavailable: dict[str, str], models: MetricModels,
+                       real_key: str, fid: bool, notes: dict[str, str], precision_recall: bool = True,
+                       progress: bool = True) -> dict[str, tuple[list[dict], dict[str, MetricResult]]]:
+    """Per-sample metrics (`per_sample_metrics`), then FID/KID (and precision/recall) against the plan's
+    references, for the model's results and for the baseline's: {"model": (rows, summary), "baseline": ...}.
+    `notes[system]` says what the two image sets are (appended to the distribution metrics' protocols)."""
+    real = [folder.path(p.record.files["reference"]) for p in plan]
+    names = [KEY_FID, KEY_KID, *([KEY_PRECISION, KEY_RECALL] if precision_recall else [])]
+    outcome = {}
+    for system, records in (("model", [p.record for p in plan]), ("baseline", [p.baseline for p in plan])):
+        rows, summary = per_sample_metrics(records, compute, columns, protocols=protocols, unavailable=unavailable,
+                                           progress=progress, desc=f"metrics ({system})")
+        fake = [folder.path(r.files["result"]) for r in records]
+        summary.update(distribution_results(models, fake, real, real_key=real_key, note=notes[system],
+                                            precision_recall=precision_recall) if fid else disabled(names, "fid"))
+        outcome[system] = (rows, summary)
+    return outcome
+
+
 def disabled(names: list[str], flag: str) -> dict[str, MetricResult]:
     """Metrics switched off by the caller, reported as such."""
     return {n: MetricResult.missing(n, f"disabled ({flag}=False)") for n in names}

@@ -92,19 +92,11 @@ def _measure(folder: RunFolder, plan: list[engine.Planned], models: measure.Metr
             measure.guarded(lambda: lpips_pair(lp, res, ref), "lpips", values, reasons)
         return values, reasons
 
-    real = [folder.path(p.record.files["reference"]) for p in plan]
-    outcome = {}
-    for system, records in (("model", [p.record for p in plan]), ("baseline", [p.baseline for p in plan])):
-        rows, summary = measure.per_sample_metrics(records, compute, columns, protocols=protocols,
-                                                   unavailable=unavailable, progress=progress,
-                                                   desc=f"metrics ({system})")
-        what = "super-resolved" if system == "model" else "bicubic upscaled"
-        summary.update(measure.distribution_results(
-            models, [folder.path(r.files["result"]) for r in records], real, real_key=real_key,
-            note=f"fake = {what} images, real = the HR images") if fid else
-            measure.disabled(["fid", "kid", "precision", "recall"], "fid"))
-        outcome[system] = (rows, summary)
-    return columns, outcome
+    notes = {"model": "fake = super-resolved images, real = the HR images",
+             "baseline": "fake = bicubic upscaled images, real = the HR images"}
+    return columns, measure.model_and_baseline(folder, plan, compute, columns, protocols=protocols,
+                                               unavailable=unavailable, models=models, real_key=real_key, fid=fid,
+                                               notes=notes, progress=progress)
 
 
 def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", output_dir: str = "reports/demo/superres",
