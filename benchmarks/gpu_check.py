@@ -35,7 +35,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ldm  # noqa: E402
-import ldm.speed  # noqa: E402
 from ldm_lab.demo_models import demo_state_dict  # noqa: E402
 from ldm_lab.tasks.sampling import decode_images, sample_batch  # noqa: E402
 
@@ -145,7 +144,7 @@ def check_case(name: str, *, device: torch.device, batch: int, steps: int, repea
             out["variants"][label] = {"skipped": "dry run (CPU)" if dry_run else "not in --compile-cases"}
             continue
         model = base if dtype == torch.float32 and not channels_last else to_dtype(copy.deepcopy(base), dtype)
-        ldm.speed.optimize(model, channels_last=channels_last, compile_unet=compiled)
+        ldm.optimize(model, channels_last=channels_last, compile_unet=compiled)
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
@@ -164,8 +163,6 @@ def check_case(name: str, *, device: torch.device, batch: int, steps: int, repea
             if device.type == "cuda" else None}
         if label != REFERENCE:
             out["deviation_vs_" + REFERENCE][label] = deviation(outputs[REFERENCE], outputs[label])
-        if model is not base:
-            del model
     return out
 
 

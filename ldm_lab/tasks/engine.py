@@ -23,6 +23,7 @@ from ldm_lab.results import (
     write_per_sample_csv,
 )
 from ldm_lab.tasks.run_dir import RunFolder
+from ldm_lab.tasks.sampling import BATCHING
 from ldm_lab.tasks.writer import ImageWriter
 
 
@@ -51,6 +52,7 @@ def check_sampling(*, sampler: str, steps: int, eta: float, seed: int, batch_siz
     check_int(max_samples, "max_samples", 0)
 
 
+# The settings under which runs computed before these options existed: left out of the resume key.
 SPEED_DEFAULTS = {"batching": "per-image", "channels_last": False, "compile_unet": False}
 
 
@@ -65,9 +67,8 @@ def check_speed(*, batching: str, channels_last: bool, compile_unet: bool, write
     write_workers: threads that encode and write the PNGs while the next batch samples (0: inline); never
         changes a byte (`ldm_lab.tasks.writer`).
     """
-    from ldm_lab.tasks.sampling import check_batching
-
-    check_batching(batching)
+    if batching not in BATCHING:
+        raise ValueError(f"`batching` must be one of {list(BATCHING)}, got {batching!r}")
     for name, value in (("channels_last", channels_last), ("compile_unet", compile_unet)):
         if not isinstance(value, bool):
             raise ValueError(f"`{name}` must be True or False, got {value!r}")

@@ -30,13 +30,6 @@ from ldm_lab.tasks.tiling import blend_tiles
 BATCHING = ("per-image", "batched")
 
 
-def check_batching(batching: str) -> bool:
-    """`batching` option -> True when network calls are made per image (module doc)."""
-    if batching not in BATCHING:
-        raise ValueError(f"`batching` must be one of {list(BATCHING)}, got {batching!r}")
-    return batching == "per-image"
-
-
 def _row(cond: dict[str, Tensor], i: int) -> dict[str, Tensor]:
     return {k: v[i:i + 1] for k, v in cond.items()}
 
