@@ -4,9 +4,10 @@
 """
 
 from ldm.autoencoder import Autoencoder, AutoencoderConfig
-from ldm.checkpoint import CheckpointError, LoadReport, file_sha256
+from ldm.checkpoint import CheckpointError, LoadReport
 from ldm.config import ConfigError, DiffusionConfig, load_config
 from ldm.diffusion import LatentDiffusion
+from ldm.hashing import file_sha256
 from ldm.loading import build_model, load
 from ldm.speed import optimize
 from ldm.text_encoder import TextEncoderConfig

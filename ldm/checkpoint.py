@@ -1,16 +1,18 @@
 """Load CompVis checkpoints safely and strictly into our modules.
 
-Safety: `.safetensors`, or `torch.load(weights_only=True)`; arbitrary unpickling only with the
-explicit `trust_pickle=True` flag (never silently). Strictness: every learned weight must be present
-with the right shape and nothing unknown may be left over; *known non-learned extras* (DDIM schedule
-entries, EMA copies when EMA is off, first-stage training losses, `lvlb_weights`) are ignored and
-listed in the load report. Both file hashes are recorded for run manifests.
+Safety: `.safetensors`, or a PyTorch checkpoint (zip or the pre-1.6 legacy stream) read with the restricted
+unpickler of `ldm.safe_pickle`: the released files are PyTorch Lightning checkpoints that pickle Lightning
+objects (a `ModelCheckpoint` callback, optimizer state, ...); those load as inert placeholders that are never
+imported or called, and only `state_dict` is used. Arbitrary unpickling only with the explicit
+`trust_pickle=True` flag (for exotic files; no released checkpoint needs it). Zip files are memory-mapped,
+so entries that are not used (optimizer moments, the raw weights when EMA is sampled) are never read into
+memory. Strictness: every learned weight must be present with the right shape and nothing unknown may be
+left over; *known non-learned extras* (DDIM schedule entries, EMA copies when EMA is off, first-stage
+training losses, `lvlb_weights`) are ignored and listed in the load report.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
 import warnings
 import zipfile
@@ -21,25 +23,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ldm import safe_pickle
 from ldm.schedule import BUFFER_NAMES
 
 # Entries that are in released checkpoints but carry nothing we learn from (see the spec's last section).
 KNOWN_EXTRA_PREFIXES = ("ddim_", "model_ema.", "loss.", "lvlb_weights", "first_stage_model.loss.")
+# Top-level Lightning entries that hold training state only: never used, never walked.
+TRAINING_STATE = ("optimizer_states", "lr_schedulers", "loops", "native_amp_scaling_state", "amp_scaling_state")
 TRUST_FLAG = "trust_pickle=True to ldm.load (CLI: `ldm-lab models convert --trust-pickle SRC DST.safetensors`)"
 MAX_LISTED = 20
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message names the checkpoint and the config."""
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -53,12 +49,22 @@ class LoadReport:
     ckpt_format: str
     ema: str = "not applicable"
     ignored_keys: list[str] = field(default_factory=list)
-    non_tensor_entries: list[str] = field(default_factory=list)
+    other_entries: list[str] = field(default_factory=list)  # "callbacks: ModelCheckpoint (not executed)", ...
     schedule_from: str = "checkpoint"
+    dtype: str = "float32"
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint file read into memory (or mapped): its state_dict and what else it held."""
+
+    state: dict[str, torch.Tensor]
+    other_entries: list[str]  # one "name: what it was" line per top-level entry beside state_dict
+    format: str               # "torch-zip", "torch-legacy" or "safetensors"
 
 
 def _listing(keys: list[str]) -> str:
@@ -68,8 +74,8 @@ def _listing(keys: list[str]) -> str:
 
 # ----------------------------------------------------------------------------
 # Reading the file.
-def read_checkpoint(ckpt_path: str | Path, *, trust_pickle: bool = False) -> tuple[dict[str, torch.Tensor], list[str], str]:
-    """Return (state_dict, names of non-tensor top-level entries, format) of a CompVis checkpoint."""
+def read_checkpoint(ckpt_path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
+    """Read a CompVis/Lightning checkpoint (`.ckpt`/`.pt` zip or legacy pickle, or `.safetensors`)."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
@@ -77,36 +83,88 @@ def read_checkpoint(ckpt_path: str | Path, *, trust_pickle: bool = False) -> tup
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path)), [], "safetensors"
+            return Checkpoint(load_file(str(path)), [], "safetensors")
         except Exception as err:  # safetensors raises its own SafetensorError for bad headers
             raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from err
-    is_zip = zipfile.is_zipfile(path)
-    if not is_zip:
-        with open(path, "rb") as f:
-            head = f.read(4)
-        if head.startswith(b"PK"):  # a zip whose central directory is gone: cut short
-            raise CheckpointError(f"{path}: corrupt or truncated checkpoint (incomplete zip archive)")
-        if head[:1] != b"\x80":  # pickle protocol >= 2 starts with PROTO 0x80
-            raise CheckpointError(f"{path}: not a PyTorch checkpoint (.ckpt/.pt zip or pickle) or .safetensors file")
+    is_zip = _check_container(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=is_zip)
+        if trust_pickle:
+            obj = torch.load(path, map_location="cpu", weights_only=False, mmap=is_zip)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=safe_pickle, mmap=is_zip)
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise CheckpointError(
-                f"{path}: this checkpoint needs arbitrary unpickling (it stores Python objects, not only tensors); "
-                f"loading it can run code. If you trust the file, pass {TRUST_FLAG}. Detail: {str(err).splitlines()[0]}"
-            ) from err
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({err})") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: refused while unpickling ({err}); nothing in it was executed") from err
+    except Exception as err:  # torch reports a damaged file as RuntimeError/EOFError/KeyError/...
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(err).__name__}: {err})") from err
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        others = sorted(str(k) for k in obj if k != "state_dict")
-        obj = obj["state_dict"]
+    fmt = "torch-zip" if is_zip else "torch-legacy"
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        state, others = obj["state_dict"], {str(k): v for k, v in obj.items() if k != "state_dict"}
     else:
-        others = []
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a state_dict of tensors (or a dict with a 'state_dict' entry)")
-    return dict(obj), others, "torch"
+        state, others = obj, {}
+    if not isinstance(state, Mapping):
+        hint = (f"; the restricted unpickler does not build objects: if you trust the file, pass {TRUST_FLAG}"
+                if isinstance(state, safe_pickle.Inert) else "")
+        raise CheckpointError(f"{path}: expected a state_dict of tensors (or a dict with a 'state_dict' entry), "
+                              f"found {_what(state)}{hint}")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor) or type(key) is not str:
+            raise CheckpointError(f"{path}: state_dict entry {key!r} is {_what(value)}, expected a tensor")
+    return Checkpoint(dict(state), [describe_entry(k, v) for k, v in others.items()], fmt)
+
+
+def _check_container(path: Path) -> bool:
+    """True for a torch zip file, False for a legacy pickle stream; anything else is an error."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError) as err:
+            raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({err})") from err
+        if any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in names):
+            raise CheckpointError(f"{path}: a TorchScript archive, not a checkpoint (it holds code); not loaded")
+        if not any(n.endswith("data.pkl") for n in names):
+            raise CheckpointError(f"{path}: a zip file without data.pkl, not a PyTorch checkpoint")
+        return True
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK"):  # a zip whose central directory is gone: cut short
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint (incomplete zip archive)")
+    if head[:1] != b"\x80":  # pickle protocol >= 2 starts with PROTO 0x80
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (.ckpt/.pt zip or pickle) or .safetensors file")
+    return False
+
+
+def _what(value) -> str:
+    if isinstance(value, (safe_pickle.Placeholder, safe_pickle.Inert)):
+        return f"a {value.short_name} object (not executed)"
+    return f"a {type(value).__name__}"
+
+
+def describe_entry(name: str, value, *, max_nodes: int = 10_000) -> str:
+    """One line for the load report: what a top-level entry beside state_dict was (never executed)."""
+    if name in TRAINING_STATE:
+        return f"{name}: skipped"
+    found, seen, todo = set(), 0, [value]
+    while todo and seen < max_nodes:  # bounded walk for placeholders (classes the file names)
+        item, seen = todo.pop(), seen + 1
+        if isinstance(item, (safe_pickle.Placeholder, safe_pickle.Inert)):
+            found.add(item.short_name)
+            if isinstance(item, safe_pickle.Inert):
+                todo.extend([item.callee, *item.args, *item.kwargs.values(), item.state, *item.items])
+        elif isinstance(item, Mapping):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            todo.extend(item)
+    if found:
+        return f"{name}: {', '.join(sorted(found))} (not executed)"
+    if isinstance(value, torch.Tensor):
+        return f"{name}: tensor {list(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        text = repr(value)
+        return f"{name}: {text if len(text) <= 60 else text[:57] + '...'}"
+    size = f" of {len(value)}" if hasattr(value, "__len__") else ""
+    return f"{name}: {type(value).__name__}{size}"
 
 
 # ----------------------------------------------------------------------------
@@ -117,11 +175,14 @@ def ema_key(param_name: str) -> str:
 
 
 def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, use_ema: bool,
-                           report: LoadReport, has_schedule: bool) -> None:
-    """Assign checkpoint tensors to `model` (built on the meta device) and fill in the report."""
+                           report: LoadReport, has_schedule: bool, dtype: torch.dtype = torch.float32) -> None:
+    """Assign checkpoint tensors to `model` (built on the meta device) and fill in the report.
+
+    `state` is consumed (emptied) so that each tensor is cast to `dtype` (network weights; top-level schedule
+    buffers stay float32) and its source freed one at a time: no second full copy of the weights.
+    """
     names = f"checkpoint {report.ckpt_path} and config {report.config_path}"
     expected = model.state_dict(keep_vars=True)
-    state = dict(state)
     if use_ema:
         unet_params = [k for k in expected if k.startswith("model.diffusion_model.")]
         present = [k for k in unet_params if ema_key(k) in state]
@@ -167,7 +228,12 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, 
         report.schedule_from = "config (not in checkpoint)"
     report.ignored_keys = sorted(ignored)
 
-    to_load = {k: v.to(expected[k].dtype) for k, v in state.items() if k in expected}
+    to_load = {}
+    for k in [k for k in state if k in expected]:
+        value, network = state.pop(k), "." in k and expected[k].is_floating_point()
+        to_load[k] = value.to(dtype if network else expected[k].dtype)
+    state.clear()
+    report.dtype = str(dtype).removeprefix("torch.")
     for k in aliased:
         to_load[k] = to_load["first_stage_model." + k.removeprefix("cond_stage_model.")]
     for k in schedule:

@@ -7,9 +7,10 @@ from pathlib import Path
 import torch
 
 from ldm.autoencoder import Autoencoder, AutoencoderConfig
-from ldm.checkpoint import CheckpointError, LoadReport, file_sha256, load_state_dict_strict, read_checkpoint
+from ldm.checkpoint import CheckpointError, LoadReport, load_state_dict_strict, read_checkpoint
 from ldm.config import DiffusionConfig, load_config
 from ldm.diffusion import LatentDiffusion
+from ldm.hashing import file_sha256
 
 
 def build_model(cfg: DiffusionConfig | AutoencoderConfig) -> LatentDiffusion | Autoencoder:
@@ -28,16 +29,22 @@ def load(config: str | Path, ckpt: str | Path, *, device: str | torch.device = "
 
     Args:
         use_ema: sample with the EMA weights (`model_ema.*`); None = the config's `use_ema`.
-        dtype: weight dtype of the networks; schedule buffers stay float32.
+        dtype: weight dtype of the networks, cast tensor by tensor while loading; schedule buffers stay float32.
+        trust_pickle: unpickle without restrictions (runs code the file names). Not needed for the released
+            CompVis/Lightning checkpoints, which load through the restricted unpickler of `ldm.safe_pickle`.
         tokenizer: vocab.txt (or folder) for text models; resolved lazily when None.
-    The returned model carries `model.load_report` (hashes, ignored keys, EMA, warnings).
+    The returned model carries `model.load_report` (hashes, ignored keys, other entries, EMA, warnings).
+    The model is built on the meta device and the checkpoint's tensors are assigned (zip files stay
+    memory-mapped), so loading never holds a second full copy of the weights.
     """
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"`dtype` must be torch.float32, float16 or bfloat16, got {dtype}")
     cfg = load_config(config)
-    state, others, fmt = read_checkpoint(ckpt, trust_pickle=trust_pickle)
+    checkpoint = read_checkpoint(ckpt, trust_pickle=trust_pickle)
+    state = checkpoint.state
     report = LoadReport(config_path=str(config), ckpt_path=str(ckpt), config_sha256=file_sha256(config),
-                        ckpt_sha256=file_sha256(ckpt), ckpt_format=fmt, non_tensor_entries=others)
+                        ckpt_sha256=file_sha256(ckpt), ckpt_format=checkpoint.format,
+                        other_entries=checkpoint.other_entries)
 
     with torch.device("meta"):
         model = build_model(cfg)
@@ -46,13 +53,14 @@ def load(config: str | Path, ckpt: str | Path, *, device: str | torch.device = "
         ema = cfg.use_ema if use_ema is None else use_ema
     else:
         ema = False
-    load_state_dict_strict(model, state, use_ema=ema, report=report,
+    load_state_dict_strict(model, state, use_ema=ema, report=report, dtype=dtype,
                            has_schedule=isinstance(cfg, DiffusionConfig) and "betas" in state)
+    del checkpoint, state
 
     model.eval().requires_grad_(False)
     model.to(device)
     if dtype != torch.float32:
-        for child in model.children():  # networks only: the schedule buffers stay float32
+        for child in model.children():  # buffers not in the checkpoint; the schedule buffers stay float32
             child.to(dtype)
     model.load_report = report
     if isinstance(model, LatentDiffusion):

@@ -19,7 +19,7 @@ import torch
 from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
-from ldm.checkpoint import file_sha256
+from ldm.hashing import file_sha256
 
 BERT_VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
 BERT_VOCAB_LINES = 30522

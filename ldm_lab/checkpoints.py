@@ -8,7 +8,11 @@ Examples:
     ldm-lab models status
     ldm-lab models fetch bsr_sr
     ldm-lab models fetch bsr_sr --source /mnt/mirror/sr_bsr.zip
-    ldm-lab models convert --trust-pickle lightning.ckpt models/ldm/bsr_sr/model.safetensors
+    ldm-lab models status --check
+    ldm-lab models convert models/ldm/bsr_sr/model.ckpt models/ldm/bsr_sr/model.safetensors
+
+The released files are PyTorch Lightning checkpoints; they load through ldm's restricted unpickler
+(`ldm.safe_pickle`): the Lightning objects inside become inert placeholders, nothing in the file is run.
 """
 
 from __future__ import annotations
@@ -67,8 +71,8 @@ def load_check(name: str, ckpt: Path) -> str:
 
     try:
         model = ldm.load(REPO / model_entry(name).config, ckpt, device="cpu")
-    except (ValueError, FileNotFoundError) as err:
-        return f"load failed: {err}"
+    except Exception as err:  # any failure is reported on the status line, never as a traceback
+        return f"load failed: {err if isinstance(err, (ValueError, OSError)) else f'{type(err).__name__}: {err}'}"
     return f"ok (sha256 {model.load_report.ckpt_sha256[:12]}, EMA {model.load_report.ema})"
 
 
@@ -99,8 +103,12 @@ def fetch(name: str, *, models_dir: str | os.PathLike = REPO / "models", source:
 
 
 def _is_zip_name(src: str) -> bool:
+    """A local release archive (a zip holding a .ckpt), not a zip-format torch checkpoint itself."""
     path = Path(str(src))
-    return path.is_file() and zipfile.is_zipfile(path)
+    if not (path.is_file() and zipfile.is_zipfile(path)):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(name.endswith(".ckpt") for name in zf.namelist())
 
 
 def _extract_checkpoint(archive: Path, dst: Path) -> None:
@@ -120,7 +128,7 @@ def _extract_checkpoint(archive: Path, dst: Path) -> None:
 
 
 def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, trust_pickle: bool = False) -> Path:
-    """Re-save a checkpoint's state_dict as .safetensors (tensors only), e.g. once for a pickled Lightning file."""
+    """Re-save a checkpoint's state_dict as .safetensors (tensors only; shared tensors are stored once each)."""
     from safetensors.torch import save_file
 
     from ldm.checkpoint import read_checkpoint
@@ -128,9 +136,20 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, tr
     dst = Path(dst)
     if dst.suffix != ".safetensors":
         raise ValueError(f"`dst` must end in .safetensors, got {dst}")
-    state, _, _ = read_checkpoint(src, trust_pickle=trust_pickle)
+    state = read_checkpoint(src, trust_pickle=trust_pickle).state
+    seen: set[int] = set()
+    tensors = {}
+    for key, value in state.items():  # inpainting_big holds the first stage twice, on one storage
+        ptr = value.untyped_storage().data_ptr()
+        tensors[key] = value.clone() if ptr in seen and value.numel() else value.contiguous()
+        seen.add(ptr)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(dst))
+    tmp = dst.with_name(dst.name + ".part")
+    try:
+        save_file(tensors, str(tmp))
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
     return dst
 
 
@@ -169,5 +188,6 @@ def register(subparsers) -> None:
     cv.add_argument("src")
     cv.add_argument("dst", help="output file ending in .safetensors")
     cv.add_argument("--trust-pickle", action="store_true",
-                    help="allow arbitrary unpickling of SRC (only for files you trust: it can run code)")
+                    help="unpickle SRC without restrictions (runs code the file names; only for exotic files you "
+                         "trust: the released Lightning checkpoints do not need it)")
     cv.set_defaults(func=lambda a: print(convert_to_safetensors(a.src, a.dst, trust_pickle=a.trust_pickle)) or 0)

@@ -39,9 +39,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("ldm-lab: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:
         # Bad input: one clear line, no traceback (design §9), unless --debug.
         if args.debug:
             raise
         print(f"ldm-lab: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # anything else: still one line; the traceback only with --debug
+        if args.debug:
+            raise
+        print(f"ldm-lab: error: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
+        return 1

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ldm.checkpoint import file_sha256
+from ldm_lab.hashing import sha256_of
 
 ENV_WEIGHTS_DIR = "LDM_LAB_WEIGHTS"
 REPO_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -64,8 +64,6 @@ REGISTRY: dict[str, WeightFile] = {w.name: w for w in (
 )}
 # fmt: on
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
 
 def models_dir() -> Path:
     """`$LDM_LAB_WEIGHTS` if set, else the repository's `models/`."""
@@ -109,15 +107,6 @@ def library_cache_paths(name: str) -> list[Path]:
                 Path(p) for p in sorted(glob.glob(str(hub.expanduser() / repo / "snapshots" / "*" / w.file)))
             )
     return out
-
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 hex digest of a file (memoised by path, size and mtime)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = file_sha256(path)
-    return _DIGESTS[key]
 
 
 def check(name: str, path: Path) -> str:

@@ -187,8 +187,8 @@ def test_fingerprint_depends_on_relative_paths_content_and_params(tmp_path):
 def test_fingerprint_hashes_each_file_once_across_calls_and_processes(tmp_path, monkeypatch):
     files = _folder(tmp_path / "d")
     calls = []
-    real = fp.file_sha256
-    monkeypatch.setattr(fp, "file_sha256", lambda path: calls.append(path) or real(path))
+    real = fp.sha256_of
+    monkeypatch.setattr(fp, "sha256_of", lambda path: calls.append(path) or real(path))
     first = dataset_fingerprint(tmp_path / "d", files)
     assert len(calls) == 2
     assert dataset_fingerprint(tmp_path / "d", files) == first and len(calls) == 2  # memory cache

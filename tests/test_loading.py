@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import ldm
-from ldm.checkpoint import TRUST_FLAG, CheckpointError, ema_key
+from ldm.checkpoint import CheckpointError, ema_key
 
 from .conftest import TINY_CONFIGS, make_tiny_checkpoint
 
@@ -28,7 +28,7 @@ def test_tiny_roundtrip_loads_every_tensor(tiny_ckpts, tiny_models, family):
         torch.testing.assert_close(value, state[source], rtol=0, atol=0, msg=key)
     report = model.load_report
     assert (report.config_sha256, report.ckpt_sha256) == (_sha(config), _sha(ckpt))
-    assert report.non_tensor_entries == ["epoch", "global_step"]
+    assert report.other_entries == ["global_step: 1", "epoch: 0"]
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
 
 
@@ -124,15 +124,16 @@ class _Callback:  # stands in for a Lightning object pickled into a checkpoint
         self.best = 1.0
 
 
-def test_pickled_code_needs_explicit_trust(tmp_path, tiny_ckpts):
+def test_pickled_objects_load_inert_by_default_and_fully_with_trust(tmp_path, tiny_ckpts):
     config, _, state = tiny_ckpts["txt2img"]
     ckpt = tmp_path / "lightning.ckpt"
     torch.save({"state_dict": state, "callbacks": _Callback()}, ckpt)
-    with pytest.raises(CheckpointError) as err:
-        ldm.load(config, ckpt)
-    assert TRUST_FLAG in str(err.value) and str(ckpt) in str(err.value)
-    model = ldm.load(config, ckpt, trust_pickle=True)
-    assert model.load_report.non_tensor_entries == ["callbacks"]
+    model = ldm.load(config, ckpt)  # restricted unpickler: the object is a placeholder, never built
+    assert model.load_report.other_entries == ["callbacks: _Callback (not executed)"]
+    trusted = ldm.load(config, ckpt, trust_pickle=True)  # the class is importable here: really unpickled
+    assert trusted.load_report.other_entries == ["callbacks: _Callback"]
+    assert torch.equal(trusted.state_dict()["model.diffusion_model.out.2.weight"],
+                       model.state_dict()["model.diffusion_model.out.2.weight"])
 
 
 def test_safetensors_checkpoint(tmp_path, tiny_ckpts):

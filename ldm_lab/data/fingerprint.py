@@ -14,8 +14,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ldm.checkpoint import file_sha256
 from ldm_lab.data.files import relpath, write_json_atomic
+from ldm_lab.hashing import sha256_of
 
 FINGERPRINT_VERSION = "ldm-lab-dataset-fingerprint-v1"
 CACHE_FILE = "file-hashes.json"
@@ -56,7 +56,7 @@ def cached_sha256(paths: Iterable[Path]) -> dict[Path, tuple[int, str]]:
             if stored and tuple(stored[:2]) == (stat.st_size, stat.st_mtime_ns):
                 entry = (stat.st_size, stat.st_mtime_ns, stored[2])
             else:
-                entry = (stat.st_size, stat.st_mtime_ns, file_sha256(Path(key)))
+                entry = (stat.st_size, stat.st_mtime_ns, sha256_of(key))
                 disk[key] = list(entry)
                 changed = True
             _MEMORY[key] = entry
