@@ -111,7 +111,8 @@ def ddim_sample(
         raise ValueError(f"`eta` must be a finite number >= 0, got {eta!r}")
     ts, alpha_bar, alpha_bar_prev = _schedule(x, timesteps, alphas_cumprod)
     # sigma_t, eq. (16), in float64 numpy from the float32 alphas, then float32, as upstream; its
-    # numpy/torch mix makes 1 / (1 - alpha_bar) a float32 reciprocal, kept here for bitwise parity.
+    # numpy/torch mix makes 1 / (1 - alpha_bar) a float32 reciprocal, kept for parity with upstream's
+    # float32 arithmetic.
     a, a_prev = alpha_bar.double().numpy(), alpha_bar_prev.double().numpy()
     recip = (1 / (1 - alpha_bar)).double().numpy()
     sigma_t = torch.from_numpy(eta * np.sqrt((1 - a_prev) * recip * (1 - a / a_prev))).float()
