@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ldm import safe_pickle
+from ldm.legacy_checkpoint import read_legacy
 from ldm.schedule import BUFFER_NAMES
 
 # Entries that are in released checkpoints but carry nothing we learn from (see the spec's last section).
@@ -65,6 +66,7 @@ class Checkpoint:
     state: dict[str, torch.Tensor]
     other_entries: list[str]  # one "name: what it was" line per top-level entry beside state_dict
     format: str               # "torch-zip", "torch-legacy" or "safetensors"
+    skipped_bytes: int = 0    # legacy files: bytes of training-state storages never read (zip: mapped, unread)
 
 
 def _listing(keys: list[str]) -> str:
@@ -87,13 +89,16 @@ def read_checkpoint(ckpt_path: str | Path, *, trust_pickle: bool = False) -> Che
         except Exception as err:  # safetensors raises its own SafetensorError for bad headers
             raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from err
     is_zip = _check_container(path)
+    skipped = 0
     try:
         if trust_pickle:
             obj = torch.load(path, map_location="cpu", weights_only=False, mmap=is_zip)
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=safe_pickle, mmap=is_zip)
+        elif is_zip:  # memory-mapped: entries that are not used are never read
+            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=safe_pickle, mmap=True)
+        else:  # torch would read every storage; ours skips those of the training state
+            obj, skipped = read_legacy(path, TRAINING_STATE)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path}: refused while unpickling ({err}); nothing in it was executed") from err
+        raise CheckpointError(f"{path}: not loaded ({err}); nothing in it was executed") from err
     except Exception as err:  # torch reports a damaged file as RuntimeError/EOFError/KeyError/...
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(err).__name__}: {err})") from err
     fmt = "torch-zip" if is_zip else "torch-legacy"
@@ -109,7 +114,7 @@ def read_checkpoint(ckpt_path: str | Path, *, trust_pickle: bool = False) -> Che
     for key, value in state.items():
         if not isinstance(value, torch.Tensor) or type(key) is not str:
             raise CheckpointError(f"{path}: state_dict entry {key!r} is {_what(value)}, expected a tensor")
-    return Checkpoint(dict(state), [describe_entry(k, v) for k, v in others.items()], fmt)
+    return Checkpoint(dict(state), [describe_entry(k, v) for k, v in others.items()], fmt, skipped)
 
 
 def _check_container(path: Path) -> bool:

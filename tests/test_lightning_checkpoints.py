@@ -14,7 +14,7 @@ import torch
 
 import ldm
 from ldm import safe_pickle
-from ldm.checkpoint import TRUST_FLAG, CheckpointError
+from ldm.checkpoint import TRUST_FLAG, CheckpointError, read_checkpoint
 from ldm_lab import checkpoints
 from ldm_lab.checkpoints import CompVisModel
 from ldm_lab.cli import main
@@ -84,6 +84,19 @@ def test_zip_weights_are_used_in_place_from_the_mapped_file(tmp_path, use_ema):
     for key, value in model.state_dict().items():
         if "." in key:  # networks (the schedule buffers are the config's)
             assert any(a <= value.data_ptr() < b for a, b in ranges), key
+
+
+def test_legacy_optimizer_state_is_never_read(tmp_path):
+    """torch.load reads every storage of a legacy file; ours seeks past the AdamW moments."""
+    _, plain, state = make_tiny_checkpoint("superres", tmp_path, ema=True)
+    ckpt = save_lightning_checkpoint(tmp_path / "last.ckpt", state, legacy=True)
+    checkpoint = read_checkpoint(ckpt)
+    moments = sum(2 * v.numel() * v.element_size() for k, v in state.items() if k.startswith("model.diffusion_model."))
+    assert checkpoint.skipped_bytes == moments > 0
+    assert checkpoint.other_entries[4:6] == ["optimizer_states: skipped", "lr_schedulers: skipped"]
+    reference = torch.load(plain, weights_only=True)["state_dict"]
+    assert checkpoint.state.keys() == reference.keys()
+    assert all(torch.equal(checkpoint.state[k], v) for k, v in reference.items())
 
 
 def test_state_dict_must_hold_tensors_only(tmp_path):

@@ -1,0 +1,114 @@
+"""Read a pre-1.6 (legacy, non-zip) `torch.save` file with the restricted unpickler, skipping training state.
+
+The legacy stream is: pickled magic number, protocol version and system info, the pickled object (its
+tensors refer to storages by key), the pickled list of storage keys, then each storage's raw bytes in that
+order (an int64 element count, then the data). `torch.load` reads every storage, so a Lightning
+`last.ckpt` with AdamW moments costs three times its weights in memory. Here storages are allocated
+(untouched memory is not resident) while unpickling, and the bytes of those used only by training-state
+entries (`optimizer_states`, ...) are skipped with a seek: they are never read. Everything else is read
+exactly as torch does; tensors are rebuilt by torch's own functions through `ldm.safe_pickle`.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ldm import safe_pickle
+
+MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+PROTOCOL_VERSION = 1001
+
+
+def _storage_dtype(storage_type) -> torch.dtype:
+    """`torch.FloatStorage` (a placeholder name in our unpickler) -> torch.float32, via torch's own table."""
+    name = storage_type.name if isinstance(storage_type, safe_pickle.Placeholder) else ""
+    module, _, short = name.rpartition(".")
+    if module not in ("torch", "torch.cuda") or not short.endswith("Storage"):
+        raise safe_pickle.UnpicklingError(f"storage of unknown type {storage_type!r}")
+    try:
+        return torch.serialization.StorageType(short).dtype
+    except (KeyError, AttributeError) as err:
+        raise safe_pickle.UnpicklingError(f"storage of unknown type {name}") from err
+
+
+def _tensors(value, out: list[torch.Tensor], limit: int = 1_000_000) -> list[torch.Tensor]:
+    todo = [value]
+    while todo and len(out) < limit:
+        item = todo.pop()
+        if isinstance(item, torch.Tensor):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+        elif isinstance(item, safe_pickle.Inert):
+            todo.extend([*item.args, item.state, *item.items])
+    return out
+
+
+def read_legacy(path: Path, skip_entries: tuple[str, ...]) -> tuple[object, int]:
+    """Unpickle a legacy torch file; returns (object, bytes skipped for `skip_entries`' storages)."""
+    with open(path, "rb") as f:
+        if safe_pickle.load(f) != MAGIC_NUMBER:
+            raise safe_pickle.UnpicklingError("not a torch.save file (wrong magic number)")
+        if safe_pickle.load(f) != PROTOCOL_VERSION:
+            raise safe_pickle.UnpicklingError("unsupported torch.save protocol version")
+        sys_info = safe_pickle.load(f)
+        if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) != (sys.byteorder == "little"):
+            raise safe_pickle.UnpicklingError("a big-endian legacy file: not supported")
+
+        storages: dict[str, torch.UntypedStorage] = {}
+        sizes: dict[str, int] = {}
+
+        def persistent_load(pid):
+            if not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage":
+                raise safe_pickle.UnpicklingError(f"unsupported persistent id {str(pid)[:80]}")
+            _, storage_type, key, _location, numel, view = pid
+            dtype = _storage_dtype(storage_type)
+            size = torch._utils._element_size(dtype)
+            if type(key) is not str or type(numel) is not int or numel < 0:
+                raise safe_pickle.UnpicklingError("malformed storage reference")
+            if key not in storages:  # allocated, not touched: costs no memory until its bytes are read
+                storages[key], sizes[key] = torch.UntypedStorage(numel * size), size
+            storage = storages[key]
+            if view is not None:
+                _view_key, offset, view_numel = view
+                storage = storage[offset * size:(offset + view_numel) * size]
+            return torch.storage.TypedStorage(wrap_storage=storage, dtype=dtype, _internal=True)
+
+        unpickler = safe_pickle.Unpickler(f, encoding="utf-8")
+        unpickler.persistent_load = persistent_load
+        obj = unpickler.load()
+        keys = safe_pickle.load(f)
+        if not isinstance(keys, list) or set(keys) != set(storages):
+            raise safe_pickle.UnpicklingError("the storage list does not match the tensors")
+
+        skip = set()
+        if isinstance(obj, Mapping) and skip_entries:
+            kept = {t.untyped_storage().data_ptr() for k, v in obj.items() if k not in skip_entries
+                    for t in _tensors(v, [])}
+            skip = {t.untyped_storage().data_ptr() for k, v in obj.items() if k in skip_entries
+                    for t in _tensors(v, [])} - kept
+        skipped = 0
+        for key in keys:
+            (numel,) = struct.unpack("<q", f.read(8))
+            storage = storages[key]
+            nbytes = numel * sizes[key]
+            if nbytes != storage.nbytes():
+                raise safe_pickle.UnpicklingError(f"storage {key}: {nbytes} bytes in the file, {storage.nbytes()} expected")
+            if storage.data_ptr() in skip:
+                f.seek(nbytes, 1)
+                skipped += nbytes
+                continue
+            view = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
+            if f.readinto(memoryview(view).cast("B")) != nbytes:
+                raise EOFError(f"{path}: file ends inside storage {key}")
+        if f.tell() > path.stat().st_size:
+            raise EOFError(f"{path}: file ends inside the storages")
+    return obj, skipped
+
