@@ -58,6 +58,7 @@ def test_outputs_names_and_schemas(reference_run):
     assert {"config_sha256", "checkpoint_sha256", "sampler", "steps", "eta", "seed", "resolution",
             "dataset_fingerprint", "device_type", "dtype"} <= set(key) and key["resolution"] == 64
     assert "sampling_seconds" in run_json["timings"] and run_json["model"]["load_report"]["ema"].startswith("used")
+    assert run_json["timings"]["load_seconds"] > 0 and run_json["timings"]["peak_rss_mib"] > 100
     metrics = json.loads(read_text(out / "metrics.json"))
     assert set(metrics) == {"task", "method", "model", "baseline"} and metrics["task"] == "inpainting"
     for system in ("model", "baseline"):

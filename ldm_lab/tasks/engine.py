@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import sys
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -155,10 +156,22 @@ def start_run(folder: RunFolder, plan: list[Planned], manifest: dict, load):
     record its load report in the manifest and start the folder. Returns the model or None."""
     model = None
     if needs_sampling(folder, plan):
+        start = time.perf_counter()
         model = load()
         manifest["model"]["load_report"] = model.load_report.to_dict()
+        manifest["timings"]["load_seconds"] = round(time.perf_counter() - start, 3)
     folder.start(manifest)
     return model
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident set size so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def now() -> str:
@@ -202,7 +215,7 @@ def finish(folder: RunFolder, manifest: dict, plan: list[Planned], *, method: st
         metrics["baseline"] = results_dict(baseline[1])
     write_json(folder.path(METRICS_JSON), metrics)
     manifest = dict(manifest, status="complete")
-    manifest["timings"] = dict(manifest.get("timings", {}), finished_at=now())
+    manifest["timings"] = dict(manifest.get("timings", {}), finished_at=now(), peak_rss_mib=peak_rss_mib())
     folder.write_manifest(manifest)
     run = plain(dict(manifest, task=folder.task, resume_key=folder.resume_key))
     return RunResult(folder.root, folder.task, run, plain(metrics), [p.record for p in plan],
