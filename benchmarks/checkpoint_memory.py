@@ -8,8 +8,10 @@ whatever the file) the peak is reset (`/proc/self/clear_refs`), then `ldm.load` 
 (VmHWM) over the RSS before loading is reported as a multiple of W. "touched" reads every weight once
 after loading (a sum), as sampling would, so the mapped pages count in RSS.
 
-Target (zip format): peak during load <= 1.3 W. The legacy (pre-1.6) format cannot be memory-mapped, so
-torch reads every storage, optimizer moments included: it is measured for comparison.
+Target: peak during load <= 1.3 W. Zip files are memory-mapped (torch.load, mmap=True); the legacy
+(pre-1.6) format cannot be mapped, and `ldm.legacy_checkpoint` reads it while seeking past the optimizer
+moments (torch.load would read them: 3 W). With `--dtypes bfloat16` the fp32 pages of a mapped file stay
+resident (reclaimable page cache) beside the bf16 copies: about 1.5 W.
 
 Examples:
     .venv/bin/python benchmarks/checkpoint_memory.py
@@ -117,8 +119,8 @@ def main() -> int:
                              if touch == "1" else ""), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
-    zip_rows = [r for r in rows if r["format"] == "zip" and r["dtype"] == "float32"]
-    return 0 if all(r["peak_during_load_x_weights"] <= 1.3 for r in zip_rows) else 1
+    fp32 = [r for r in rows if r["dtype"] == "float32"]
+    return 0 if all(r["peak_during_load_x_weights"] <= 1.3 for r in fp32) else 1
 
 
 if __name__ == "__main__":
