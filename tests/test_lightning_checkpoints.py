@@ -345,3 +345,33 @@ def test_pickle_bytes_name_the_real_lightning_classes(tmp_path):
     assert b"pytorch_lightning.callbacks.model_checkpoint\nModelCheckpoint" in data
     assert b"pytorch_lightning.utilities.parsing\nAttributeDict" in data
     assert "pytorch_lightning" not in sys.modules  # the stand-ins were registered only while saving
+
+
+def test_first_stage_release_zip_goes_through_the_same_path(tmp_path, monkeypatch):
+    """A first-stage release (kl-f8.zip, vq-f4.zip, ...): a Lightning last.ckpt with the autoencoder, its
+    training losses (`loss.*`: LPIPS + discriminator) and optimizer state for both, inside a zip."""
+    import yaml
+
+    from ldm_lab.demo_models import demo_state_dict
+
+    tiny = yaml.safe_load((REPO / "configs" / "tiny" / "inpainting.yaml").read_text())
+    first_stage = dict(tiny["model"]["params"]["first_stage_config"], target="ldm.models.autoencoder.VQModel")
+    config = tmp_path / "vq-f4-tiny.yaml"
+    config.write_text(yaml.safe_dump({"model": first_stage}))
+    state = demo_state_dict(ldm.build_model(ldm.load_config(config)), 5)
+    state["loss.discriminator.main.0.weight"] = torch.randn(8, 3, 4, 4)
+    state["loss.perceptual_loss.lin0.model.1.weight"] = torch.randn(1, 8, 1, 1)
+    ckpt = save_lightning_checkpoint(tmp_path / "model.ckpt", state, trained_prefix="")
+    archive = tmp_path / "vq-f4-tiny.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(ckpt, "model.ckpt")
+    monkeypatch.setitem(checkpoints.MODELS, "vq-f4-tiny", CompVisModel(
+        "vq-f4-tiny", "https://example.invalid/vq-f4-tiny.zip", "first_stage_models/vq-f4-tiny/model.ckpt",
+        str(config), "first stage"))
+    path = checkpoints.fetch("vq-f4-tiny", models_dir=tmp_path / "models", source=str(archive), progress=False)
+    model = ldm.load(config, path)
+    assert isinstance(model, ldm.Autoencoder)
+    assert model.load_report.ignored_keys == sorted(k for k in state if k.startswith("loss."))
+    assert "optimizer_states: skipped" in model.load_report.other_entries
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
