@@ -42,9 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import ldm  # noqa: E402
-from ldm.checkpoint import ema_key  # noqa: E402
 from ldm_lab.checkpoints import model_entry  # noqa: E402
-from ldm_lab.demo_models import demo_state_dict  # noqa: E402
+from ldm_lab.demo_models import add_released_extras, demo_state_dict  # noqa: E402
 from ldm_lab.lightning_layout import save_lightning_checkpoint  # noqa: E402
 
 MODELS = ("inpainting_big", "bsr_sr", "text2img-large")
@@ -60,14 +59,7 @@ def released_state_dict(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
         model = ldm.build_model(cfg)
     state = demo_state_dict(model, seed)
     assert not any(v.is_meta for v in state.values())
-    if cfg.cond_stage == "first_stage":  # one module under both prefixes, stored once
-        for key in [k for k in state if k.startswith("cond_stage_model.")]:
-            state[key] = state["first_stage_model." + key.removeprefix("cond_stage_model.")]
-    if cfg.use_ema:
-        for key in [k for k in state if k.startswith("model.diffusion_model.")]:
-            state[ema_key(key)] = state[key].clone()
-        state["model_ema.decay"] = torch.tensor(0.9999)
-        state["model_ema.num_updates"] = torch.tensor(123456, dtype=torch.int32)
+    add_released_extras(cfg, state, num_updates=123456)
     return state
 
 

@@ -46,19 +46,25 @@ def demo_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor
     return state
 
 
-def build_demo_checkpoint(family: str, config: Path) -> bytes:
-    """The serialized `{"state_dict": ...}` of one family (deterministic bytes for a given config)."""
-    cfg = ldm.load_config(config)
-    model = ldm.build_model(cfg)
-    state = demo_state_dict(model, SEEDS[family])
+def add_released_extras(cfg: ldm.DiffusionConfig, state: dict[str, torch.Tensor], *, num_updates: int = 0) -> None:
+    """What an upstream state_dict holds beside the model's own tensors: the first stage again as
+    `cond_stage_model.*` (one module under both prefixes) and `model_ema.*` copies when EMA is sampled."""
     for key in [k for k in state if k.startswith("cond_stage_model.")]:
-        if cfg.cond_stage == "first_stage":  # the same module under both prefixes, as upstream stores it
+        if cfg.cond_stage == "first_stage":
             state[key] = state["first_stage_model." + key.removeprefix("cond_stage_model.")]
     if cfg.use_ema:
         for key in [k for k in state if k.startswith("model.diffusion_model.")]:
             state[ema_key(key)] = state[key].clone()
         state["model_ema.decay"] = torch.tensor(0.9999)
-        state["model_ema.num_updates"] = torch.tensor(0, dtype=torch.int32)
+        state["model_ema.num_updates"] = torch.tensor(num_updates, dtype=torch.int32)
+
+
+def build_demo_checkpoint(family: str, config: Path) -> bytes:
+    """The serialized `{"state_dict": ...}` of one family (deterministic bytes for a given config)."""
+    cfg = ldm.load_config(config)
+    model = ldm.build_model(cfg)
+    state = demo_state_dict(model, SEEDS[family])
+    add_released_extras(cfg, state)
     buffer = io.BytesIO()
     torch.save({"state_dict": state, "global_step": 0}, buffer)
     return buffer.getvalue()

@@ -9,6 +9,8 @@ import torch
 
 import ldm
 from ldm.checkpoint import ema_key
+from ldm_lab import checkpoints
+from ldm_lab.checkpoints import CompVisModel
 from ldm_lab.demo_models import demo_state_dict as random_state_dict  # scaled seeded random init
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,3 +55,12 @@ def tiny_ckpts(tmp_path_factory) -> dict[str, tuple[Path, Path, dict]]:
 def tiny_models(tiny_ckpts) -> dict[str, ldm.LatentDiffusion]:
     return {family: ldm.load(config, ckpt, tokenizer=TINY_VOCAB if family == "txt2img" else None)
             for family, (config, ckpt, _) in tiny_ckpts.items()}
+
+
+@pytest.fixture
+def tiny_entry(monkeypatch):
+    """A registry entry that uses the tiny SR config, so the real fetch + load-check path runs fast."""
+    entry = CompVisModel("tiny-sr", "https://example.invalid/tiny_sr.zip", "ldm/tiny-sr/model.ckpt",
+                         "configs/tiny/superres.yaml", "superres")
+    monkeypatch.setitem(checkpoints.MODELS, "tiny-sr", entry)
+    return entry

@@ -9,19 +9,9 @@ import zipfile
 import pytest
 
 from ldm_lab import checkpoints
-from ldm_lab.checkpoints import CompVisModel
 from ldm_lab.download import download
 
 from .conftest import make_tiny_checkpoint
-
-
-@pytest.fixture
-def tiny_entry(monkeypatch):
-    """A registry entry that uses the tiny SR config, so the real fetch + load-check path runs fast."""
-    entry = CompVisModel("tiny-sr", "https://example.invalid/tiny_sr.zip", "ldm/tiny-sr/model.ckpt",
-                         "configs/tiny/superres.yaml", "superres")
-    monkeypatch.setitem(checkpoints.MODELS, "tiny-sr", entry)
-    return entry
 
 
 def test_fetch_from_local_zip_unpacks_and_load_checks(tmp_path, tiny_entry):

@@ -250,20 +250,12 @@ def test_hostile_state_dict_entry_is_an_error_naming_the_key(tmp_path, marker, l
         ldm.load(config, ckpt)
 
 
-@pytest.fixture
-def tiny_entry(monkeypatch):
-    entry = CompVisModel("tiny-t2i", "https://example.invalid/tiny.ckpt", "ldm/tiny-t2i/model.ckpt",
-                         "configs/tiny/txt2img.yaml", "text2img")
-    monkeypatch.setitem(checkpoints.MODELS, "tiny-t2i", entry)
-    return entry
-
-
 @pytest.mark.parametrize("in_state_dict", [False, True], ids=["beside", "inside state_dict"])
 def test_hostile_file_through_every_cli_entry_point(tmp_path, marker, tiny_entry, capsys, in_state_dict):
-    _, _, state = make_tiny_checkpoint("txt2img", tmp_path)
+    _, _, state = make_tiny_checkpoint("superres", tmp_path, ema=True)
     ckpt = _write_hostile(tmp_path / "hostile.ckpt", state, marker, legacy=False, in_state_dict=in_state_dict)
     models = tmp_path / "models"
-    code = main(["models", "fetch", "tiny-t2i", "--source", str(ckpt), "--models-dir", str(models)])
+    code = main(["models", "fetch", "tiny-sr", "--source", str(ckpt), "--models-dir", str(models)])
     assert (code == 2) is in_state_dict and (code == 0) is not in_state_dict
     (models / tiny_entry.path).parent.mkdir(parents=True, exist_ok=True)
     (models / tiny_entry.path).write_bytes(ckpt.read_bytes())
