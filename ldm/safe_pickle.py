@@ -89,6 +89,15 @@ def _encode(text, encoding="latin1"):
     return text.encode("latin1")
 
 
+def _bytearray(*args):
+    """`bytearray` as pickle protocol 2 writes it: empty, from bytes/ints, or (str, 'latin-1'); no other codec."""
+    if not args or (len(args) == 1 and type(args[0]) in (bytes, list)):
+        return bytearray(*args)
+    if len(args) == 2 and type(args[0]) is str and args[1] in ("latin1", "latin-1"):
+        return bytearray(args[0], "latin-1")
+    raise UnpicklingError("bytearray is only rebuilt from bytes, a list of ints or latin-1 text")
+
+
 def _no_hooks(fn):
     """Tensor rebuilds with backward hooks would attach callables from the file: refuse those."""
     def rebuild(*args):
@@ -118,7 +127,7 @@ _CALLABLE: dict[str, Any] = {
     "collections.Counter": Counter,
     "builtins.set": set,
     "builtins.frozenset": frozenset,
-    "builtins.bytearray": bytearray,
+    "builtins.bytearray": _bytearray,
     "builtins.complex": complex,
     "builtins.slice": slice,
     "_codecs.encode": _encode,
