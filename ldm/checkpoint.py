@@ -149,18 +149,8 @@ def describe_entry(name: str, value, *, max_nodes: int = 10_000) -> str:
     """One line for the load report: what a top-level entry beside state_dict was (never executed)."""
     if name in TRAINING_STATE:
         return f"{name}: skipped"
-    found, seen, todo = set(), 0, [value]
-    while todo and seen < max_nodes:  # bounded walk for placeholders (classes the file names)
-        item, seen = todo.pop(), seen + 1
-        if isinstance(item, (safe_pickle.Placeholder, safe_pickle.Inert)):
-            found.add(item.short_name)
-            if isinstance(item, safe_pickle.Inert):
-                todo.extend([item.callee, *item.args, *item.kwargs.values(), item.state, *item.items])
-        elif isinstance(item, Mapping):
-            todo.extend(item.keys())
-            todo.extend(item.values())
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            todo.extend(item)
+    found = {item.short_name for item in safe_pickle.walk(value, max_nodes=max_nodes)  # classes the file names
+             if isinstance(item, (safe_pickle.Placeholder, safe_pickle.Inert))}
     if found:
         return f"{name}: {', '.join(sorted(found))} (not executed)"
     if isinstance(value, torch.Tensor):

@@ -11,6 +11,7 @@ exactly as torch does; tensors are rebuilt by torch's own functions through `ldm
 
 from __future__ import annotations
 
+import bisect
 import struct
 import sys
 from collections.abc import Mapping
@@ -36,19 +37,26 @@ def _storage_dtype(storage_type) -> torch.dtype:
         raise safe_pickle.UnpicklingError(f"storage of unknown type {name}") from err
 
 
-def _tensors(value, out: list[torch.Tensor], limit: int = 1_000_000) -> list[torch.Tensor]:
-    todo = [value]
-    while todo and len(out) < limit:
-        item = todo.pop()
-        if isinstance(item, torch.Tensor):
-            out.append(item)
-        elif isinstance(item, Mapping):
-            todo.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            todo.extend(item)
-        elif isinstance(item, safe_pickle.Inert):
-            todo.extend([*item.args, item.state, *item.items])
-    return out
+def _training_only(obj, skip_entries: tuple[str, ...], roots: dict[str, torch.UntypedStorage]) -> set[str]:
+    """Keys of the root storages that hold tensors of `skip_entries` and of no other entry (views included:
+    a storage is kept when any kept tensor points into it)."""
+    if not isinstance(obj, Mapping) or not skip_entries:
+        return set()
+
+    def pointers(entries) -> list[int]:
+        return sorted({t.untyped_storage().data_ptr() for v in entries for t in safe_pickle.walk(v)
+                       if isinstance(t, torch.Tensor)})
+
+    kept = pointers(v for k, v in obj.items() if k not in skip_entries)
+    training = pointers(v for k, v in obj.items() if k in skip_entries)
+
+    def points_into(ptrs: list[int], storage: torch.UntypedStorage) -> bool:
+        start = storage.data_ptr()
+        i = bisect.bisect_left(ptrs, start)
+        return i < len(ptrs) and ptrs[i] < start + storage.nbytes()
+
+    return {key for key, storage in roots.items()
+            if storage.nbytes() and points_into(training, storage) and not points_into(kept, storage)}
 
 
 def read_legacy(path: Path, skip_entries: tuple[str, ...]) -> tuple[object, int]:
@@ -88,12 +96,7 @@ def read_legacy(path: Path, skip_entries: tuple[str, ...]) -> tuple[object, int]
         if not isinstance(keys, list) or set(keys) != set(storages):
             raise safe_pickle.UnpicklingError("the storage list does not match the tensors")
 
-        skip = set()
-        if isinstance(obj, Mapping) and skip_entries:
-            kept = {t.untyped_storage().data_ptr() for k, v in obj.items() if k not in skip_entries
-                    for t in _tensors(v, [])}
-            skip = {t.untyped_storage().data_ptr() for k, v in obj.items() if k in skip_entries
-                    for t in _tensors(v, [])} - kept
+        skip = _training_only(obj, skip_entries, storages)
         skipped = 0
         for key in keys:
             (numel,) = struct.unpack("<q", f.read(8))
@@ -101,7 +104,7 @@ def read_legacy(path: Path, skip_entries: tuple[str, ...]) -> tuple[object, int]
             nbytes = numel * sizes[key]
             if nbytes != storage.nbytes():
                 raise safe_pickle.UnpicklingError(f"storage {key}: {nbytes} bytes in the file, {storage.nbytes()} expected")
-            if storage.data_ptr() in skip:
+            if key in skip:
                 f.seek(nbytes, 1)
                 skipped += nbytes
                 continue

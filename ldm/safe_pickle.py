@@ -9,8 +9,9 @@ placeholder (REDUCE, NEWOBJ, INST, OBJ, BUILD, APPENDS, SETITEMS, ...) becomes a
 name, arguments and state: it is never called, imported or given ``__setstate__`` powers. Every opcode that
 calls something (a global, a method of an object on the stack) is overridden here, so no other path exists.
 
-The module is passed to ``torch.load(..., pickle_module=ldm.safe_pickle)``, so torch still reads both
-serialization formats (zip, memory-mapped; and the pre-1.6 legacy stream) and rebuilds the storages.
+Zip checkpoints: the module is passed to ``torch.load(..., pickle_module=ldm.safe_pickle, mmap=True)``, so
+torch reads the archive and maps the storages. Legacy (pre-1.6) streams: `ldm.legacy_checkpoint` drives
+`Unpickler` itself, to skip the storages of training state.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import _compat_pickle
 import pickle
 from collections import Counter, OrderedDict
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -69,6 +71,25 @@ class Inert:
 
     def __repr__(self) -> str:
         return f"<{self.name}(...) (not executed)>"
+
+
+def walk(value, *, max_nodes: int | None = None) -> Iterator[Any]:
+    """Every object reachable from `value` through containers and `Inert` records (each container expanded
+    once, so cycles built with the pickle memo end), `value` first; at most `max_nodes` objects."""
+    todo, expanded, count = [value], set(), 0
+    while todo and (max_nodes is None or count < max_nodes):
+        item = todo.pop()
+        count += 1
+        yield item
+        if not isinstance(item, (Inert, Mapping, list, tuple, set, frozenset)) or id(item) in expanded:
+            continue
+        expanded.add(id(item))
+        if isinstance(item, Inert):
+            todo.extend([item.callee, *item.args, *item.kwargs.values(), item.state, *item.items])
+        elif isinstance(item, Mapping):
+            todo.extend([*item.keys(), *item.values()])
+        else:
+            todo.extend(item)
 
 
 class _Safe:

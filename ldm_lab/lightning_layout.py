@@ -45,7 +45,7 @@ def lightning_names():
         for i in range(1, len(parts) + 1):
             modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
         setattr(modules[module_name], cls.__name__, cls)
-    originals = {cls: (cls.__module__, cls.__qualname__) for cls in STAND_INS.values()}
+    originals = {cls: cls.__module__ for cls in STAND_INS.values()}
     try:
         for name, module in modules.items():
             saved[name] = sys.modules.get(name)
@@ -54,8 +54,8 @@ def lightning_names():
             cls.__module__ = module_name
         yield
     finally:
-        for cls, (module, qualname) in originals.items():
-            cls.__module__, cls.__qualname__ = module, qualname
+        for cls, module in originals.items():
+            cls.__module__ = module
         for name, module in saved.items():
             if module is None:
                 sys.modules.pop(name, None)

@@ -367,3 +367,16 @@ def test_first_stage_release_zip_goes_through_the_same_path(tmp_path, monkeypatc
     assert "optimizer_states: skipped" in model.load_report.other_entries
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key]), key
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_self_referencing_entries_end(tmp_path, legacy):
+    """The pickle memo can build cycles (a list holding itself): walking them for the report ends."""
+    _, _, state = make_tiny_checkpoint("txt2img", tmp_path)
+    cycle: list = [torch.zeros(2)]
+    cycle.append(cycle)
+    ckpt = tmp_path / "cycle.ckpt"
+    torch.save({"state_dict": state, "loops": cycle, "notes": cycle}, ckpt, _use_new_zipfile_serialization=not legacy)
+    checkpoint = read_checkpoint(ckpt)
+    assert checkpoint.other_entries == ["loops: skipped", "notes: list of 2"]
+    assert checkpoint.skipped_bytes == 0  # the tensor is also held by a kept entry: read
