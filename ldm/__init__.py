@@ -8,13 +8,13 @@ from ldm.checkpoint import CheckpointError, LoadReport
 from ldm.config import ConfigError, DiffusionConfig, load_config
 from ldm.diffusion import LatentDiffusion
 from ldm.hashing import file_sha256
-from ldm.loading import build_model, load
+from ldm.loading import build_model, check_pairing, load
 from ldm.speed import optimize
 from ldm.text_encoder import TextEncoderConfig
 from ldm.unet import UNetConfig
 
 __all__ = [
     "Autoencoder", "AutoencoderConfig", "CheckpointError", "ConfigError", "DiffusionConfig", "LatentDiffusion",
-    "LoadReport", "TextEncoderConfig", "UNetConfig", "build_model", "file_sha256", "load", "load_config",
+    "LoadReport", "TextEncoderConfig", "UNetConfig", "build_model", "check_pairing", "file_sha256", "load", "load_config",
     "optimize",
 ]

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ldm import safe_pickle
+from ldm.architecture import differences
 from ldm.legacy_checkpoint import read_legacy
 from ldm.schedule import BUFFER_NAMES
 
@@ -76,8 +77,12 @@ def _listing(keys: list[str]) -> str:
 
 # ----------------------------------------------------------------------------
 # Reading the file.
-def read_checkpoint(ckpt_path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
-    """Read a CompVis/Lightning checkpoint (`.ckpt`/`.pt` zip or legacy pickle, or `.safetensors`)."""
+def read_checkpoint(ckpt_path: str | Path, *, trust_pickle: bool = False, shapes_only: bool = False) -> Checkpoint:
+    """Read a CompVis/Lightning checkpoint (`.ckpt`/`.pt` zip or legacy pickle, or `.safetensors`).
+
+    `shapes_only`: the tensors' values may be left unread (legacy files skip every storage; zip files are
+    mapped anyway): for checks of names and shapes.
+    """
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
@@ -96,7 +101,7 @@ def read_checkpoint(ckpt_path: str | Path, *, trust_pickle: bool = False) -> Che
         elif is_zip:  # memory-mapped: entries that are not used are never read
             obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=safe_pickle, mmap=True)
         else:  # torch would read every storage; ours skips those of the training state
-            obj, skipped = read_legacy(path, TRAINING_STATE)
+            obj, skipped = read_legacy(path, TRAINING_STATE, read_data=not shapes_only)
     except pickle.UnpicklingError as err:
         raise CheckpointError(f"{path}: not loaded ({err}); nothing in it was executed") from err
     except Exception as err:  # torch reports a damaged file as RuntimeError/EOFError/KeyError/...
@@ -115,6 +120,20 @@ def read_checkpoint(ckpt_path: str | Path, *, trust_pickle: bool = False) -> Che
         if not isinstance(value, torch.Tensor) or type(key) is not str:
             raise CheckpointError(f"{path}: state_dict entry {key!r} is {_what(value)}, expected a tensor")
     return Checkpoint(dict(state), [describe_entry(k, v) for k, v in others.items()], fmt, skipped)
+
+
+def checkpoint_shapes(ckpt_path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every state_dict tensor, without reading weights (safetensors: the header only)."""
+    path = Path(ckpt_path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as err:
+            raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from err
+    return {k: tuple(v.shape) for k, v in read_checkpoint(path, shapes_only=True).state.items()}
 
 
 def _check_container(path: Path) -> bool:
@@ -169,6 +188,67 @@ def ema_key(param_name: str) -> str:
     return "model_ema." + param_name.removeprefix("model.").replace(".", "")
 
 
+@dataclass
+class KeyMatch:
+    """How checkpoint entries map onto a model's state_dict (`match_keys`); no tensor is touched."""
+
+    ema: str                      # the load report's EMA line
+    ema_keys: dict[str, str]      # model key -> checkpoint key it takes (EMA weights)
+    aliased: list[str]            # cond_stage_model.* keys filled from the shared first stage
+    schedule: list[str]           # schedule buffers taken from the config
+    ignored: list[str]            # known extras left unused
+
+
+def match_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple], *, use_ema: bool, names: str,
+               shared_first_stage: bool, has_schedule: bool) -> KeyMatch:
+    """Match checkpoint names and shapes (`found`) to the model's (`expected`) by the strict rules of the
+    module docstring; CheckpointError (one line, the architecture difference first) when they do not fit."""
+    ema_keys, ema = {}, "not applicable"
+    if use_ema:
+        unet_params = [k for k in expected if k.startswith("model.diffusion_model.")]
+        present = [k for k in unet_params if ema_key(k) in found]
+        if present and len(present) < len(unet_params):
+            missing = [ema_key(k) for k in unet_params if ema_key(k) not in found]
+            _mismatch(names, expected, found, f"EMA weights incomplete, missing {_listing(missing)}",
+                      f"{len(missing)} EMA weights missing")
+        ema_keys = {k: ema_key(k) for k in unet_params} if present else {}
+        ema = "used (model_ema.* weights)" if present else "requested but absent: raw weights used"
+    elif "model.diffusion_model.out.2.weight" in expected:
+        ema = "off"
+    view = {k: v for k, v in found.items() if k not in ema_keys} | {k: found[c] for k, c in ema_keys.items()}
+    used = set(ema_keys.values())
+
+    missing = [k for k in expected if k not in view]
+    aliased = [k for k in missing if shared_first_stage and k.startswith("cond_stage_model.") and
+               "first_stage_model." + k.removeprefix("cond_stage_model.") in view]
+    schedule = [k for k in missing if k in BUFFER_NAMES]
+    missing = [k for k in missing if k not in aliased and k not in schedule]
+    unexpected = [k for k in found if k not in expected and k not in used]
+    ignored = [k for k in unexpected if k.startswith(KNOWN_EXTRA_PREFIXES)]
+    unknown = [k for k in unexpected if k not in ignored]
+    if missing or unknown:
+        _mismatch(names, expected, view, "; ".join(
+            ([f"missing learned weights {_listing(missing)}"] if missing else [])
+            + ([f"unknown entries {_listing(unknown)}"] if unknown else [])),
+            ", ".join(([f"{len(missing)} weights missing"] if missing else [])
+                      + ([f"{len(unknown)} unknown entries"] if unknown else [])))
+    bad_shapes = [f"{k}: checkpoint {tuple(view[k])} vs config {tuple(expected[k])}"
+                  for k in expected if k in view and tuple(view[k]) != tuple(expected[k])]
+    if bad_shapes:
+        _mismatch(names, expected, view, f"{len(bad_shapes)} tensors differ in shape, e.g. " + "; ".join(bad_shapes[:5]),
+                  f"{len(bad_shapes)} tensors of another shape")
+    if schedule and has_schedule:
+        raise CheckpointError(f"{names}: checkpoint lacks schedule buffers {schedule}")
+    return KeyMatch(ema, ema_keys, aliased, schedule, sorted(ignored))
+
+
+def _mismatch(names: str, expected: Mapping[str, tuple], found: Mapping[str, tuple], detail: str, counts: str):
+    """Raise the mismatch in one line: the architecture facts that differ when there are any (the real
+    reason, with `counts` of the tensors involved), else `detail` (which keys or shapes)."""
+    facts = differences(expected, found)
+    raise CheckpointError(f"{names} do not match: " + (f"{'; '.join(facts)} ({counts})" if facts else detail))
+
+
 def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, use_ema: bool,
                            report: LoadReport, has_schedule: bool, dtype: torch.dtype = torch.float32) -> None:
     """Assign checkpoint tensors to `model` (built on the meta device) and fill in the report.
@@ -178,50 +258,20 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, 
     """
     names = f"checkpoint {report.ckpt_path} and config {report.config_path}"
     expected = model.state_dict(keep_vars=True)
-    if use_ema:
-        unet_params = [k for k in expected if k.startswith("model.diffusion_model.")]
-        present = [k for k in unet_params if ema_key(k) in state]
-        if present and len(present) < len(unet_params):
-            missing = [ema_key(k) for k in unet_params if ema_key(k) not in state]
-            raise CheckpointError(f"{names}: EMA weights incomplete, missing {_listing(missing)}")
-        if present:
-            for k in unet_params:
-                state[k] = state.pop(ema_key(k))
-            report.ema = "used (model_ema.* weights)"
-        else:
-            msg = f"use_ema is on but {report.ckpt_path} has no model_ema.* entries: sampling with the raw weights"
-            warnings.warn(msg, stacklevel=3)
-            report.warnings.append(msg)
-            report.ema = "requested but absent: raw weights used"
-    elif "model.diffusion_model.out.0.weight" in expected:
-        report.ema = "off"
-
-    missing = [k for k in expected if k not in state]
-    aliased = [k for k in missing if k.startswith("cond_stage_model.") and
-               "first_stage_model." + k.removeprefix("cond_stage_model.") in state and
-               getattr(model, "cond_stage_model", None) is getattr(model, "first_stage_model", None)]
-    schedule = [k for k in missing if k in BUFFER_NAMES]
-    missing = [k for k in missing if k not in aliased and k not in schedule]
-    unexpected = [k for k in state if k not in expected]
-    ignored = [k for k in unexpected if k.startswith(KNOWN_EXTRA_PREFIXES)]
-    unknown = [k for k in unexpected if k not in ignored]
-    if missing or unknown:
-        raise CheckpointError(
-            f"{names} do not match: "
-            + (f"missing learned weights {_listing(missing)}" if missing else "")
-            + ("; " if missing and unknown else "")
-            + (f"unknown entries {_listing(unknown)}" if unknown else "")
-        )
-    bad_shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
-                  for k in expected if k in state and state[k].shape != expected[k].shape]
-    if bad_shapes:
-        raise CheckpointError(f"{names} do not match: {len(bad_shapes)} tensors differ in shape, e.g. "
-                              + "; ".join(bad_shapes[:5]))
-    if schedule:
-        if has_schedule:
-            raise CheckpointError(f"{names}: checkpoint lacks schedule buffers {schedule}")
+    shared = getattr(model, "cond_stage_model", None) is getattr(model, "first_stage_model", None)
+    match = match_keys({k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(v.shape) for k, v in state.items()},
+                       use_ema=use_ema, names=names, shared_first_stage=shared, has_schedule=has_schedule)
+    for k, source in match.ema_keys.items():
+        state[k] = state.pop(source)
+    if use_ema and not match.ema_keys:
+        msg = f"use_ema is on but {report.ckpt_path} has no model_ema.* entries: sampling with the raw weights"
+        warnings.warn(msg, stacklevel=3)
+        report.warnings.append(msg)
+    report.ema = match.ema
+    if match.schedule:
         report.schedule_from = "config (not in checkpoint)"
-    report.ignored_keys = sorted(ignored)
+    report.ignored_keys = match.ignored
+    aliased, schedule = match.aliased, match.schedule
 
     to_load = {}
     for k in [k for k in state if k in expected]:

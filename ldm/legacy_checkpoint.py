@@ -59,8 +59,12 @@ def _training_only(obj, skip_entries: tuple[str, ...], roots: dict[str, torch.Un
             if storage.nbytes() and points_into(training, storage) and not points_into(kept, storage)}
 
 
-def read_legacy(path: Path, skip_entries: tuple[str, ...]) -> tuple[object, int]:
-    """Unpickle a legacy torch file; returns (object, bytes skipped for `skip_entries`' storages)."""
+def read_legacy(path: Path, skip_entries: tuple[str, ...], *, read_data: bool = True) -> tuple[object, int]:
+    """Unpickle a legacy torch file; returns (object, bytes skipped for `skip_entries`' storages).
+
+    `read_data=False` reads names, dtypes and shapes only: every storage is skipped (its tensors hold
+    untouched memory), as for a config/checkpoint pairing check.
+    """
     with open(path, "rb") as f:
         if safe_pickle.load(f) != MAGIC_NUMBER:
             raise safe_pickle.UnpicklingError("not a torch.save file (wrong magic number)")
@@ -104,7 +108,7 @@ def read_legacy(path: Path, skip_entries: tuple[str, ...]) -> tuple[object, int]
             nbytes = numel * sizes[key]
             if nbytes != storage.nbytes():
                 raise safe_pickle.UnpicklingError(f"storage {key}: {nbytes} bytes in the file, {storage.nbytes()} expected")
-            if key in skip:
+            if key in skip or not read_data:
                 f.seek(nbytes, 1)
                 skipped += nbytes
                 continue

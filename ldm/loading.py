@@ -7,7 +7,14 @@ from pathlib import Path
 import torch
 
 from ldm.autoencoder import Autoencoder, AutoencoderConfig
-from ldm.checkpoint import CheckpointError, LoadReport, load_state_dict_strict, read_checkpoint
+from ldm.checkpoint import (
+    CheckpointError,
+    LoadReport,
+    checkpoint_shapes,
+    load_state_dict_strict,
+    match_keys,
+    read_checkpoint,
+)
 from ldm.config import DiffusionConfig, load_config
 from ldm.diffusion import LatentDiffusion
 from ldm.hashing import file_sha256
@@ -48,14 +55,14 @@ def load(config: str | Path, ckpt: str | Path, *, device: str | torch.device = "
 
     with torch.device("meta"):
         model = build_model(cfg)
-    if isinstance(cfg, DiffusionConfig):
-        _check_schedule(state, model.betas, report)  # the schedule buffers are real tensors, not meta
-        ema = cfg.use_ema if use_ema is None else use_ema
-    else:
-        ema = False
-    load_state_dict_strict(model, state, use_ema=ema, report=report, dtype=dtype,
-                           has_schedule=isinstance(cfg, DiffusionConfig) and "betas" in state)
+    diffusion = isinstance(cfg, DiffusionConfig)
+    has_schedule = diffusion and "betas" in state
+    config_betas = model.betas.clone() if diffusion else None  # the schedule buffers are real tensors, not meta
+    ema = (cfg.use_ema if use_ema is None else use_ema) if diffusion else False
+    load_state_dict_strict(model, state, use_ema=ema, report=report, dtype=dtype, has_schedule=has_schedule)
     del checkpoint, state
+    if has_schedule:  # after the names and shapes: a model of another architecture says that first
+        _check_schedule(model.betas, config_betas, report)
 
     model.eval().requires_grad_(False)
     model.to(device)
@@ -70,11 +77,25 @@ def load(config: str | Path, ckpt: str | Path, *, device: str | torch.device = "
     return model
 
 
-def _check_schedule(state: dict[str, torch.Tensor], betas: torch.Tensor, report: LoadReport) -> None:
+def check_pairing(config: str | Path, ckpt: str | Path, *, use_ema: bool | None = None) -> None:
+    """Raise CheckpointError (one line: the architecture difference) if `ckpt` cannot load into `config`'s
+    model by `load`'s strict rules. Only names and shapes are read: no weight is loaded (the noise schedule's
+    values, which need the data, are checked by `load`)."""
+    cfg = load_config(config)
+    with torch.device("meta"):
+        model = build_model(cfg)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = checkpoint_shapes(ckpt)
+    diffusion = isinstance(cfg, DiffusionConfig)
+    shared = diffusion and model.cond_stage_model is model.first_stage_model
+    match_keys(expected, found, use_ema=diffusion and (cfg.use_ema if use_ema is None else use_ema),
+               names=f"checkpoint {ckpt} and config {config}", shared_first_stage=shared,
+               has_schedule=diffusion and "betas" in found)
+
+
+def _check_schedule(ckpt_betas: torch.Tensor, betas: torch.Tensor, report: LoadReport) -> None:
     """The checkpoint's noise schedule must be the one the config describes."""
-    if "betas" not in state:
-        return
-    ckpt_betas = state["betas"].float()
+    ckpt_betas = ckpt_betas.float()
     if ckpt_betas.shape != betas.shape or not torch.allclose(ckpt_betas, betas, rtol=1e-5, atol=1e-8):
         raise CheckpointError(
             f"checkpoint {report.ckpt_path} and config {report.config_path} do not match: the checkpoint's "

@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ldm-lab: error: {err}", file=sys.stderr)
         return 2
+    except ConnectionError as err:  # offline: the message says what to do instead; no traceback needed
+        if args.debug:
+            raise
+        print(f"ldm-lab: error: {err}", file=sys.stderr)
+        return 1
     except Exception as err:  # anything else: still one line; the traceback only with --debug
         if args.debug:
             raise

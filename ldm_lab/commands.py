@@ -13,7 +13,9 @@ import argparse
 import inspect
 import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from ldm_lab.notebooks import (
@@ -21,6 +23,7 @@ from ldm_lab.notebooks import (
     PATH_ARGS,
     PROJECT_ROOT,
     NotebookCellError,
+    notebook_defaults,
     notebook_parameters,
     run_notebook,
 )
@@ -42,7 +45,8 @@ EXAMPLES = {
     "      --model_path models/ldm/text2img-large/model.ckpt --scale 7.5 --output_dir evaluation/text2img",
 }
 # Older spellings kept as extra flags of the same option (design §9: `--ddim_steps` is the T2I `--steps`).
-ALIASES = {"text2img": {"ddim_steps": ["--steps"], "eta": ["--ddim_eta"]}}
+ALIASES = {"inpainting": {"skip_invalid": ["--skip-invalid"]}, "superres": {"skip_invalid": ["--skip-invalid"]},
+           "text2img": {"ddim_steps": ["--steps"], "eta": ["--ddim_eta"], "skip_invalid": ["--skip-invalid"]}}
 CHOICES = {"scale": {"superres": (2, 4)}, "tile": {"superres": ("auto", "tiled", "whole")},
            "caption_policy": {"text2img": ("first", "all", "random")}}
 # Notebook-only parameters that are not CLI options (the view of the report, or set by the CLI itself).
@@ -125,23 +129,64 @@ def _in_project(path: str) -> Path:
     return Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
 
 
+REPORT_FILES = ("report.ipynb", "report.html")
+
+
 def _run_and_export(notebook: str, output_dir: Path, parameters: dict, *, debug: bool = False) -> int:
-    """papermill -> OUTPUT_DIR/report.ipynb, nbconvert -> report.html (also after a failing cell)."""
+    """papermill -> report.ipynb, nbconvert -> report.html, both made in a staging folder outside OUTPUT_DIR.
+
+    They replace OUTPUT_DIR's report only when the notebook ran to the end. A notebook that fails goes into
+    OUTPUT_DIR only if the folder held nothing before (a new run's report then shows its error); an existing
+    run folder keeps its files as they were, and the failed notebook stays in the staging folder, named in
+    the error.
+    """
     from ldm_lab.report import export_html
 
-    nb_out = output_dir / "report.ipynb"
-    print(f"ldm-lab: executing notebooks/{NOTEBOOKS[notebook]} -> {nb_out}", file=sys.stderr)
+    new_folder = not output_dir.exists() or not any(output_dir.iterdir())
+    staging = Path(tempfile.mkdtemp(prefix=f"ldm-lab-{output_dir.name}-"))
+    print(f"ldm-lab: executing notebooks/{NOTEBOOKS[notebook]} -> {output_dir / 'report.ipynb'}", file=sys.stderr)
     try:
-        run_notebook(notebook, nb_out, parameters=parameters, progress=True)
+        run_notebook(notebook, staging / "report.ipynb", parameters=parameters, progress=True)
     except NotebookCellError as err:
-        if nb_out.is_file():
-            export_html(nb_out)
+        kept = staging
+        if (staging / "report.ipynb").is_file():
+            export_html(staging / "report.ipynb")
+            if new_folder:
+                kept = _install_report(staging, output_dir)
         if debug:
             print("\n".join(err.traceback), file=sys.stderr)
-        print(f"ldm-lab: error: {err}", file=sys.stderr)
+        print(f"ldm-lab: error: {err.where(kept / 'report.ipynb')}", file=sys.stderr)
         return 2 if err.ename in BAD_INPUT else 1
-    print(f"report: {export_html(nb_out)}")
+    export_html(staging / "report.ipynb")
+    print(f"report: {_install_report(staging, output_dir) / 'report.html'}")
     return 0
+
+
+def _install_report(staging: Path, output_dir: Path) -> Path:
+    """Move report.ipynb and report.html from `staging` into `output_dir` (each replaced atomically)."""
+    from ldm_lab.data.files import write_bytes_atomic
+
+    for name in REPORT_FILES:
+        if (staging / name).is_file():
+            write_bytes_atomic(output_dir / name, (staging / name).read_bytes())
+    shutil.rmtree(staging, ignore_errors=True)
+    return output_dir
+
+
+def preflight(task: str, parameters: dict):
+    """Everything the run checks before its first image, here in the CLI process and before any kernel starts:
+    arguments, paths, the config/checkpoint pairing, every input image decoded, the resume rule. Raises the
+    runner's error (one line); nothing is written. Returns the runner's `RunCheck`."""
+    from ldm_lab.notebooks import run_task
+
+    try:
+        check = run_task(task, check_only=True, **parameters)
+    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError) as err:
+        # the runner names its arguments (`max_samples`); here they are options (`--max_samples`)
+        flags = re.sub(r"`(\w+)`", lambda m: f"`--{m[1]}`" if m[1] in parameters else m[0], str(err))
+        raise type(err)(flags) from None
+    print(f"ldm-lab: checked {check}", file=sys.stderr)
+    return check
 
 
 def check_inputs(parameters: dict, defaults: dict) -> None:
@@ -164,6 +209,7 @@ def run_task_command(task: str, args) -> int:
     if args.smoke:
         parameters["smoke"] = True
     output_dir = _in_project(parameters["output_dir"])
+    preflight(task, parameters)
     from ldm_lab import distributed
 
     if distributed.launched_by_torchrun():
@@ -205,6 +251,7 @@ def _demo(args) -> int:
     prepare_demo(PROJECT_ROOT / "data" / "demo")
     for task in TASK_HELP:
         params = {"output_dir": str(out / task), "overwrite": args.overwrite}
+        preflight(task, dict(notebook_defaults(task), **params))
         if code := _run_and_export(task, out / task, params, debug=args.debug):
             return code
     compare = {"run_dirs": [str(out / t) for t in TASK_HELP], "output_dir": str(out / "compare")}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
@@ -29,7 +30,14 @@ def download(source: str | os.PathLike, dst: str | os.PathLike, *, progress: boo
             raise FileNotFoundError(f"download source not found: {source}")
         shutil.copyfile(src, part)
     elif scheme in ("http", "https"):
-        _http(source, part, progress)
+        try:
+            _http(source, part, progress)
+        except urllib.error.HTTPError as err:
+            raise ConnectionError(f"cannot download {source}: HTTP {err.code} {err.reason}") from err
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:  # offline, DNS, refused, timeout
+            kept = f"; {part} is kept and the next fetch resumes it" if part.exists() else ""
+            raise ConnectionError(f"cannot download {source} ({getattr(err, 'reason', err)}): no network? "
+                                  f"Give a local copy with --source, or put the file at {dst}{kept}") from err
     else:
         raise ValueError(f"unsupported download source {source!r}; expected an http(s):// or file:// URL or a path")
     os.replace(part, dst)

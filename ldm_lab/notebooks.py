@@ -27,9 +27,9 @@ NOTEBOOKS = {
     "text2img": "text2img.ipynb",
     "compare": "compare_runs.ipynb",
 }
-# The kernel's own log (e.g. ipykernel's "running over TCP without encryption") only at ERROR level;
-# cell outputs and errors are unaffected.
-KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+# The kernel's own log off below CRITICAL (e.g. ipykernel's "running over TCP without encryption", or
+# "KeyboardInterrupt caught in kernel" when papermill stops it); cell outputs and errors are unaffected.
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 SMOKE_LIMITS = {"max_samples": 2, "steps": 2, "ddim_steps": 2}  # smoke: at most 2 images, 2 steps
 PATH_ARGS = ("data_dir", "dataset_path", "dataset_root", "output_dir", "config", "config_path", "model",
              "checkpoint", "model_path", "tokenizer")
@@ -57,8 +57,12 @@ class NotebookCellError(RuntimeError):
         self.traceback = list(traceback or [])
         lines = [line for line in str(evalue).strip().splitlines() if line.strip()] or [""]
         more = f" (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
-        super().__init__(f"{ename}: {lines[0]}{more} [{notebook.name}, cell {cell}; "
-                         f"partial outputs kept in {output_path}]")
+        self.headline = f"{ename}: {lines[0]}{more}"  # one line
+        super().__init__(self.where(output_path))
+
+    def where(self, kept: Path) -> str:
+        """The one-line message with the place where the partly executed notebook is kept."""
+        return f"{self.headline} [{self.notebook.name}, cell {self.cell}; partial outputs kept in {kept}]"
 
 
 def notebook_path(name: str | Path) -> Path:
@@ -194,6 +198,14 @@ def run_task(task: str, *, smoke: bool = False, run_id: str = "", **kwargs):
     return TASKS[task](**kwargs)
 
 
+def notebook_defaults(task: str) -> dict[str, Any]:
+    """The runner arguments a task notebook passes when run on its own defaults (as `ldm-lab demo` does)."""
+    from ldm_lab.tasks import TASKS
+
+    runner = inspect.signature(TASKS[task]).parameters
+    return {k: p.default for k, p in notebook_parameters(task).items() if k in runner}
+
+
 def ensure_demo_runs(run_dirs: list[str], *, smoke: bool = False) -> list[str]:
     """Produce each missing demo run (`reports/demo/<task>`) as its notebook's defaults do; others are untouched.
 
@@ -209,8 +221,6 @@ def ensure_demo_runs(run_dirs: list[str], *, smoke: bool = False) -> list[str]:
         if (path.parent == PROJECT_ROOT / "reports" / "demo" and path.name in TASKS
                 and not (path / "metrics.json").is_file()):
             # the task notebook on its defaults: the same run (and resume key) as `ldm-lab demo`
-            runner = inspect.signature(TASKS[path.name]).parameters
-            defaults = {k: p.default for k, p in notebook_parameters(path.name).items() if k in runner}
-            run_task(path.name, **dict(defaults, output_dir=str(path)))
+            run_task(path.name, **dict(notebook_defaults(path.name), output_dir=str(path)))
             made.append(str(path))
     return made

@@ -145,6 +145,8 @@ def run_summary(result) -> Table:
         if isinstance(block, dict):
             rows += [{"field": f"{section}.{k}", "value": v} for k, v in block.items()
                      if not isinstance(v, (dict, list)) and k not in SUMMARY_SKIP]
+    rows += [{"field": "dataset.skipped", "value": f"{name}: {why}"}  # inputs left out by skip_invalid
+             for name, why in (result.run.get("dataset") or {}).get("skipped") or []]
     return Table(f"run.json of {result.output_dir}", ["field", "value"], rows)
 
 

@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -175,17 +176,33 @@ def test_compare_and_report_refuse_folders_without_a_run(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_wrong_config_checkpoint_pair_fails_in_the_notebook_with_one_line(runs, tmp_path, capsys):
+def test_a_failing_notebook_reports_into_a_new_folder_and_never_into_an_existing_run(runs, tmp_path, monkeypatch,
+                                                                                      capsys):
+    """With the CLI's checks skipped (as if a check had missed it), a wrong config/checkpoint pair fails in the
+    notebook's run cell. A new folder gets the failed report; a finished run keeps every file as it was and
+    the failed notebook stays in the staging folder named by the error."""
+    from ldm_lab import commands
+    from tests.test_tasks_support import tree
+
+    monkeypatch.setattr(commands, "preflight", lambda task, parameters: None)
+    argv = ["inpainting", "--model", str(MODELS / "superres.ckpt"), "--max_samples", "1", "--steps", "1",
+            "--resolution", "128"]
     out = tmp_path / "bad"
-    argv = ["inpainting", "--model", str(MODELS / "superres.ckpt"), "--output_dir", str(out), "--max_samples", "1",
-            "--steps", "1", "--resolution", "128"]
-    assert cli.main(argv) == 2
+    assert cli.main([*argv, "--output_dir", str(out)]) == 2
     line = _one_line_error(capsys)
-    assert line.startswith("ldm-lab: error: ValueError: `model` does not fit the config")
+    assert line.startswith("ldm-lab: error: ValueError: `model` does not fit `config`")
     assert f"partial outputs kept in {out / 'report.ipynb'}" in line
     nb = nbformat.read(out / "report.ipynb", as_version=4)
     assert [o.ename for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert (out / "report.html").is_file()
+
+    finished = tmp_path / "finished"
+    shutil.copytree(runs["inpainting"][0], finished)
+    before = tree(finished, "**/*")
+    assert cli.main([*argv, "--output_dir", str(finished)]) == 2
+    kept = re.search(r"partial outputs kept in (\S+)\]", _one_line_error(capsys)).group(1)
+    assert tree(finished, "**/*") == before
+    assert not kept.startswith(str(finished)) and nbformat.read(kept, as_version=4).cells
 
 
 def test_task_options_come_from_the_runner_signatures():

@@ -129,3 +129,28 @@ def test_max_samples_keeps_first_valid_sorted_and_fingerprint_tracks_selection(t
     assert InpaintingDataset(root, max_samples=2).fingerprint() != before
     with pytest.raises(ValueError, match="`max_samples`"):
         InpaintingDataset(root, max_samples=-1)
+
+
+def test_full_decode_is_remembered_by_content_not_by_name(tmp_path, monkeypatch):
+    from ldm_lab.data import base, decoded
+
+    calls: list[str] = []
+    real = base.verify_image
+    monkeypatch.setattr(base, "verify_image", lambda path, full: calls.append(path.name) or real(path, full=full))
+    fresh = lambda: monkeypatch.setattr(decoded, "_STATE", {"loaded": False, "ok": set(), "dirty": False})
+    fresh()
+    root = make_inpainting(tmp_path / "ds")
+    InpaintingDataset(root, verify="full")
+    assert sorted(calls) == ["a.png", "a.png", "b.png", "b.png", "c.png", "c.png"]  # images and masks
+    calls.clear()
+    fresh()  # a new process: the set is read back from $LDM_LAB_CACHE
+    InpaintingDataset(root, verify="full")
+    assert calls == []
+    save(root / "images" / "b.png", noise(32, 24, seed=9))  # new content under an old name: decoded again
+    InpaintingDataset(root, verify="full")
+    assert calls == ["b.png"]
+    truncate(root / "images" / "b.png")  # failures are never remembered: found on every check
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"images/b\.png: "):
+            InpaintingDataset(root, verify="full")
+    assert calls == ["b.png", "b.png", "b.png"]

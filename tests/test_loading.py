@@ -176,3 +176,56 @@ def test_first_stage_only_checkpoint(tmp_path):
     loaded = ldm.load(cfg_path, tmp_path / "vq.ckpt")
     assert isinstance(loaded, ldm.Autoencoder)
     assert loaded.load_report.ignored_keys == ["loss.discriminator.main.0.weight"]
+
+
+# ---- the cheap pairing check (names and shapes only) and its one-line reason ---------------------------------
+@pytest.mark.parametrize("config, ckpt, facts", [
+    ("inpainting", "superres", ["UNet input channels: config 7, checkpoint 6"]),
+    ("superres", "inpainting", ["UNet input channels: config 6, checkpoint 7"]),
+    ("txt2img", "superres", ["UNet input channels: config 4, checkpoint 6", "UNet output channels: config 4, checkpoint 3",
+                             "UNet attention layers: config 14, checkpoint 4",
+                             "UNet cross-attention context width: config 32, checkpoint none",
+                             "first stage: config KL, checkpoint VQ", "first-stage latent channels: config 4, checkpoint 3",
+                             "text encoder: config BERT, checkpoint none"]),
+])
+def test_pairing_check_states_the_architecture_difference(tiny_ckpts, config, ckpt, facts):
+    cfg_path, ckpt_path = TINY_CONFIGS[config], tiny_ckpts[ckpt][1]
+    with pytest.raises(CheckpointError) as cheap:
+        ldm.check_pairing(cfg_path, ckpt_path)
+    with pytest.raises(CheckpointError) as full:
+        ldm.load(cfg_path, ckpt_path)
+    for err in (cheap.value, full.value):
+        msg = str(err)
+        assert msg.startswith(f"checkpoint {ckpt_path} and config {cfg_path} do not match: ") and "\n" not in msg
+        assert msg.split(" do not match: ")[1].split(" (")[0] == "; ".join(facts)
+
+
+def test_pairing_check_passes_matching_pairs_and_lists_keys_without_an_architecture_difference(tiny_ckpts, tmp_path):
+    for config, ckpt, _ in tiny_ckpts.values():
+        ldm.check_pairing(config, ckpt)
+    config, _, state = tiny_ckpts["txt2img"]
+    state = dict(state)
+    del state["model.diffusion_model.out.2.weight"]  # one tensor missing is not another architecture
+    torch.save({"state_dict": state}, tmp_path / "one-missing.ckpt")
+    with pytest.raises(CheckpointError, match=r"do not match: missing learned weights 1 \(model\.diffusion_model\.out"):
+        ldm.check_pairing(config, tmp_path / "one-missing.ckpt")
+
+
+def test_pairing_check_reads_no_weights(tiny_ckpts, tmp_path):
+    from safetensors.torch import save_file
+
+    from ldm.checkpoint import read_checkpoint
+    from ldm_lab.lightning_layout import save_lightning_checkpoint
+
+    config, _, state = tiny_ckpts["superres"]
+    legacy = save_lightning_checkpoint(tmp_path / "last.ckpt", dict(state), legacy=True)
+    shapes_only = read_checkpoint(legacy, shapes_only=True)
+    everything = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in shapes_only.state.values()}.values())
+    assert shapes_only.skipped_bytes >= everything > 0  # every storage skipped: training state and weights
+    assert {k: v.shape for k, v in shapes_only.state.items()} == {k: v.shape for k, v in state.items()}
+    ldm.check_pairing(config, legacy)
+    sft = tmp_path / "sr.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(sft))
+    ldm.check_pairing(config, sft)
+    with pytest.raises(CheckpointError, match="UNet input channels: config 7, checkpoint 6"):
+        ldm.check_pairing(TINY_CONFIGS["inpainting"], sft)

@@ -19,7 +19,7 @@ NOTEBOOK_DIR = notebooks.NOTEBOOK_DIR
 PATHS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 TASKS = ("inpainting", "superres", "text2img")
 VIEW_ONLY = {"grid_metric", "grid_k", "smoke", "run_id"}  # notebook parameters that are not runner arguments
-RUNNER_ONLY = {"progress", "metric_weights"}  # runner arguments the notebooks do not expose
+RUNNER_ONLY = {"progress", "metric_weights", "check_only"}  # runner arguments the notebooks do not expose
 DEMO_SIZED = {"max_samples", "steps", "ddim_steps", "resolution"}  # smaller in the notebooks, said so
 ANNOTATIONS = {"str", "int", "float", "bool", "str | None", "list[str]"}
 

@@ -56,7 +56,9 @@ def test_outputs_names_and_schemas(reference_run):
     assert run_json["samples"][0]["files"]["result"] == "inpainted_00001.png"
     key = run_json["resume_key"]
     assert {"config_sha256", "checkpoint_sha256", "sampler", "steps", "eta", "seed", "resolution",
-            "dataset_fingerprint", "device_type", "dtype"} <= set(key) and key["resolution"] == 64
+            "dataset_selection", "device_type", "dtype"} <= set(key) and key["resolution"] == 64
+    assert "dataset_fingerprint" not in key and run_json["dataset"]["fingerprint"]  # recorded, checked per image
+    assert all(len(s["inputs_sha256"]) == 64 for s in run_json["samples"])
     assert "sampling_seconds" in run_json["timings"] and run_json["model"]["load_report"]["ema"].startswith("used")
     assert run_json["timings"]["load_seconds"] > 0 and run_json["timings"]["peak_rss_mib"] > 100
     metrics = json.loads(read_text(out / "metrics.json"))
@@ -159,7 +161,8 @@ def test_bad_inputs_name_the_argument(tmp_path):
         run(tmp_path / "a", data_dir=tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="`model` not found"):
         run(tmp_path / "b", model=tmp_path / "missing.ckpt")
-    with pytest.raises(ValueError, match=r"`model` does not fit the config.*superres\.ckpt"):
+    with pytest.raises(ValueError, match=r"`model` does not fit `config`.*superres\.ckpt.*"
+                                         r"do not match: UNet input channels: config 7, checkpoint 6 \("):
         run(tmp_path / "c", model=demo_models()["superres"][1])
     with pytest.raises(ValueError, match=r"`config` .*txt2img\.yaml describes a model with cond_stage 'bert'"):
         run(tmp_path / "d", config=demo_models()["txt2img"][0])

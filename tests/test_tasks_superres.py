@@ -102,7 +102,7 @@ def test_batch_size_and_interruption_do_not_change_eta_one_samples(tmp_path, mon
 def test_bad_inputs_name_the_argument(tmp_path):
     with pytest.raises(FileNotFoundError, match="`dataset_path`"):
         run(tmp_path / "a", dataset_path=tmp_path / "missing")
-    with pytest.raises(ValueError, match="`checkpoint` does not fit the config"):
+    with pytest.raises(ValueError, match="`checkpoint` does not fit `config`: .* UNet input channels: config 6, checkpoint 7"):
         run(tmp_path / "b", checkpoint=demo_models()["inpainting"][1])
     with pytest.raises(ValueError, match="`scale` must be 2 or 4"):
         run(tmp_path / "c", scale=3)

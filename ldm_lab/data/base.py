@@ -2,18 +2,21 @@
 
 A reader indexes its files when it is built and validates every sample it keeps (`verify="header"` reads
 each image header: existence, decodability of the header, sizes; `verify="full"` decodes every pixel once,
-one image at a time, and so also finds truncated files). Pixels are loaded only in `__getitem__`, so a
+one image at a time, and so also finds truncated files; contents that decoded before are not decoded again,
+`ldm_lab.data.decoded`). Pixels are loaded only in `__getitem__`, so a
 reader never holds a whole set in memory. Readers are map-style datasets: `torch.utils.data.DataLoader`
 accepts them as they are.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from ldm_lab.data import decoded
 from ldm_lab.data.files import SKIP_HINT, problems_error, relpath
-from ldm_lab.data.fingerprint import dataset_fingerprint
+from ldm_lab.data.fingerprint import cached_sha256, dataset_fingerprint
 from ldm_lab.data.images import verify_image
 
 VERIFY_MODES = ("header", "full")
@@ -37,13 +40,19 @@ class FolderDataset:
     # -- validation helpers -------------------------------------------------------------------------
     def _check_image(self, path: Path, problems: list[tuple[str, str]]) -> bool:
         """Verify one image file; on failure append (relative path, reason) to `problems`."""
-        reason = verify_image(path, full=self.verify == "full")
+        full = self.verify == "full"
+        if full and decoded.known_good(path):
+            return True
+        reason = verify_image(path, full=full)
         if reason is not None:
             problems.append((relpath(path, self.root), reason))
+        elif full:
+            decoded.remember_good(path)
         return reason is None
 
     def _settle(self, problems: list[tuple[str, str]]) -> None:
         """Raise one error naming every problem, or record them in `skipped` when `skip_invalid`."""
+        decoded.flush()
         if problems and not self.skip_invalid:
             raise problems_error(self.root, problems, SKIP_HINT)
         self.skipped.extend(problems)
@@ -72,6 +81,26 @@ class FolderDataset:
     def files(self) -> list[Path]:  # pragma: no cover - abstract
         """Every file the kept samples read (images, masks, caption file, ...)."""
         raise NotImplementedError
+
+    def paths(self, index: int) -> dict[str, Path]:  # pragma: no cover - abstract
+        """Files of sample `index` by role."""
+        raise NotImplementedError
+
+    def sample_digest(self, index: int) -> str:
+        """sha256 over what sample `index` is made from: the content of each of its files (by role) and
+        `_digest_text(index)`. Runs record it per image, so a resumed run can tell whether a finished image's
+        inputs changed (`ldm_lab.tasks.run_dir`)."""
+        paths = self.paths(index)
+        hashes = cached_sha256(paths.values())
+        digest = hashlib.sha256(b"ldm-lab-sample-inputs-v1\n")
+        for role in sorted(paths):
+            digest.update(f"{role}\t{hashes[paths[role]][1]}\n".encode())
+        digest.update(self._digest_text(index).encode("utf-8"))
+        return digest.hexdigest()
+
+    def _digest_text(self, index: int) -> str:
+        """Text that sample `index` is made from besides its files (text2img: the caption)."""
+        return ""
 
     def selection_params(self) -> dict:
         """Options that change which samples or texts are used; part of the fingerprint."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import threading
 from pathlib import Path
 
 # Extensions the readers accept as images (lower-case, compared case-insensitively).
@@ -53,14 +55,37 @@ def problems_error(root: Path, problems: list[tuple[str, str]], hint: str = "") 
     return ValueError(f"{len(problems)} problem(s) in {root}: {listed}{suffix}")
 
 
-SKIP_HINT = "pass skip_invalid=True / --skip-invalid to skip these and record them"
+SKIP_HINT = "pass skip_invalid=True (CLI: --skip-invalid) to skip these and record them"
+
+
+_UMASK: list[int] = []
+_UMASK_LOCK = threading.Lock()
+
+
+def process_umask() -> int:
+    """This process's umask, read once (from /proc on Linux; elsewhere by setting and restoring it once,
+    under a lock, before any writer thread of ours depends on it)."""
+    with _UMASK_LOCK:
+        if not _UMASK:
+            try:
+                status = Path("/proc/self/status").read_text()
+                _UMASK.append(int(re.search(r"^Umask:\s*([0-7]+)", status, re.M).group(1), 8))
+            except (OSError, AttributeError):
+                mask = os.umask(0o022)
+                os.umask(mask)
+                _UMASK.append(mask)
+        return _UMASK[0]
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    """Write `data` to `path` through a temporary file in the same folder and a rename.
+
+    The file gets the mode a plain `open(path, "w")` would give (0666 minus the umask), not mkstemp's 0600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~process_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)

@@ -143,6 +143,9 @@ class Text2ImgDataset(FolderDataset):
         """Files of sample `index`: its reference image."""
         return {"image": self._samples[index].path}
 
+    def _digest_text(self, index: int) -> str:
+        return f"caption\t{self._samples[index].text}"
+
     @property
     def texts(self) -> list[str]:
         """Prompts in evaluation order (no image decoding)."""

@@ -6,9 +6,9 @@ cannot be read, holds another key, or holds non-finite values is detected and re
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ldm_lab.data.files import write_bytes_atomic
 from ldm_lab.metrics.fidelity_features import FeatureExtractor, extract_features
 from ldm_lab.metrics.image_io import iter_images_uint8
 
@@ -63,21 +64,11 @@ def run_features_path(run_dir: str | os.PathLike, extractor_kind: str, role: str
 
 def save_features(path: str | os.PathLike, features: np.ndarray, key: FeatureKey) -> Path:
     """Write features + key atomically (temp file in the same folder, then rename)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, features=np.asarray(features, np.float32), key=np.array(json.dumps(asdict(key))),
+             format=np.array(CACHE_FORMAT))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                features=np.asarray(features, np.float32),
-                key=np.array(json.dumps(asdict(key))),
-                format=np.array(CACHE_FORMAT),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 

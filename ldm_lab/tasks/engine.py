@@ -28,6 +28,33 @@ from ldm_lab.tasks.sampling import BATCHING
 from ldm_lab.tasks.writer import ImageWriter
 
 
+def recorded_parameters(arguments: dict) -> dict:
+    """A runner's arguments as run.json records them (`check_only` changes nothing and is left out)."""
+    return {k: v for k, v in arguments.items() if k != "check_only"}
+
+
+@dataclass
+class RunCheck:
+    """What `check_only=True` found: everything is valid, and this is what the run would do."""
+
+    output_dir: str
+    planned: int
+    finished: int
+    resumed: bool
+    skipped: list
+
+    @classmethod
+    def of(cls, folder: RunFolder, plan: list[Planned], data) -> RunCheck:
+        finished = sum(folder.finished(p.outputs) for p in plan) if folder.resumed else 0
+        return cls(str(folder.root), len(plan), finished, folder.resumed, list(data.skipped))
+
+    def __str__(self) -> str:
+        state = (f"resuming: {self.finished} of {self.planned} images finished" if self.resumed
+                 else f"new run of {self.planned} images")
+        skipped = f"; {len(self.skipped)} invalid input file(s) skipped" if self.skipped else ""
+        return f"{self.output_dir}: {state}{skipped}"
+
+
 def check_int(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
@@ -86,6 +113,13 @@ class Planned:
     outputs: list[str]
     group: Hashable = None
     baseline: SampleRecord | None = None
+    inputs_sha256: str | None = None  # what the image is made from (`FolderDataset.sample_digest`)
+
+
+def attach_inputs(plan: list[Planned], data) -> None:
+    """Record each image's input digest (content of its dataset files, and its caption) for the resume rule."""
+    for p in plan:
+        p.inputs_sha256 = data.sample_digest(p.record.index)
 
 
 def batches(items: list[Planned], size: int):
@@ -193,7 +227,7 @@ def base_manifest(folder: RunFolder, *, parameters: dict, model_info: dict, data
 
 
 def manifest_samples(plan: list[Planned]) -> dict:
-    out = {"samples": [p.record.to_dict() for p in plan]}
+    out = {"samples": [dict(p.record.to_dict(), inputs_sha256=p.inputs_sha256) for p in plan]}
     if any(p.baseline is not None for p in plan):
         out["baseline_samples"] = [p.baseline.to_dict() for p in plan if p.baseline is not None]
     return out

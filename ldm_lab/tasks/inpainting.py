@@ -28,6 +28,7 @@ from ldm_lab.results import SampleRecord, inpainted_name
 from ldm_lab.tasks import engine, legacy, measure
 from ldm_lab.tasks.images import read_mask, read_png, to_uint8
 from ldm_lab.tasks.inputs import (
+    check_pairing,
     dataset_info,
     file_hash,
     load_task_model,
@@ -123,11 +124,11 @@ def biharmonic_fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
 
 def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir: str = "reports/demo/inpainting",
                    config: str = "configs/tiny/inpainting.yaml", model: str = "models/demo/inpainting.ckpt",
-                   max_samples: int = 0, steps: int = 50, sampler: str = "ddim", eta: float = 0.0, seed: int = 0,
+                   max_samples: int = 0, skip_invalid: bool = False, steps: int = 50, sampler: str = "ddim", eta: float = 0.0, seed: int = 0,
                    batch_size: int = 4, device: str = "auto", dtype: str = "fp32", resolution: str = "512",
                    batching: str = "per-image", channels_last: bool = False, compile_unet: bool = False,
                    write_workers: int = 2, overwrite: bool = False, fid: bool = True, lpips: bool = True,
-                   metric_weights: dict | None = None, progress: bool = True):
+                   metric_weights: dict | None = None, progress: bool = True, check_only: bool = False):
     """Evaluate an LDM inpainting checkpoint (upstream inpaint.py conditioning; see the module docstring).
 
     Args:
@@ -135,9 +136,13 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
             nearest) or "native" (sides must be multiples of the model's factor).
         metric_weights: explicit metric network files ({"inception-fid": path, "alexnet": path, ...}).
         batching, channels_last, compile_unet, write_workers: throughput options (`engine.check_speed`).
+        skip_invalid: leave out samples whose files are unreadable or truncated (every image is decoded before
+            the first is sampled) and list them in run.json and the report, instead of refusing the dataset.
+        check_only: validate everything (arguments, config/checkpoint pairing, every input decoded, the
+            resume rule) and return a `RunCheck` without writing anything; the CLI does this before a kernel.
     Returns a `ldm_lab.results.RunResult`; outputs as design §4 (resumable, see `ldm_lab.tasks.run_dir`).
     """
-    parameters = dict(locals())
+    parameters = engine.recorded_parameters(locals())
     # 1. Check arguments and the model family (before anything heavy).
     cfg = task_config("inpainting", config, "config")
     engine.check_sampling(sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size,
@@ -149,20 +154,24 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
     dev = parse_device(device)
     dt = parse_dtype(dtype, dev)
     # 2. Dataset (lazy reader) and the plan: files and seed of every image.
-    data = open_dataset(lambda: InpaintingDataset(data_dir, max_samples=max_samples or None, resolution=size),
-                        "data_dir", data_dir)
+    data = open_dataset(lambda: InpaintingDataset(data_dir, max_samples=max_samples or None, resolution=size,
+                                                  verify="full", skip_invalid=skip_invalid), "data_dir", data_dir)
     sizes = _check_native_sizes(data, size_multiple(cfg)) if size is None else None
     plan = _plan(data, seed, sizes)
+    engine.attach_inputs(plan, data)
     dataset = dataset_info(data, data_dir)
     model_info = {"config": str(config), "config_sha256": file_hash(config), "checkpoint": str(model),
                   "checkpoint_sha256": file_hash(require_file(model, "model"))}
+    check_pairing(config, model, "config", "model")
     key = {"config_sha256": model_info["config_sha256"], "checkpoint_sha256": model_info["checkpoint_sha256"],
            "sampler": sampler, "steps": steps, "eta": float(eta), "seed": seed,
-           "resolution": "native" if size is None else size, "dataset_fingerprint": dataset["fingerprint"],
+           "resolution": "native" if size is None else size, "dataset_selection": data.selection_params(),
            "device_type": dev.type, "dtype": dtype_name(dt), **speed}
     # 3. Output folder: resume or refuse.
     folder = RunFolder(output_dir, "inpainting", key, overwrite=overwrite)
-    folder.prepare()
+    folder.prepare(plan, fingerprint=dataset["fingerprint"])
+    if check_only:
+        return engine.RunCheck.of(folder, plan, data)
     sampling = {"sampler": sampler, "steps": steps, "eta": float(eta), "guidance_scale": None, "batching": batching,
                 "resolution": "native" if size is None else size,
                 "conditioning": "upstream scripts/inpaint.py: masked = (1-mask)*image; mask ±1; "

@@ -105,6 +105,15 @@ def vocab_file(tokenizer: str | Path | None, config: Path) -> Path:
         raise FileNotFoundError(f"`tokenizer`: {err}") from None
 
 
+def check_pairing(config: str | Path, ckpt: str | Path, config_arg: str, ckpt_arg: str) -> None:
+    """The checkpoint must fit the config (names and shapes only, nothing loaded): one line naming both
+    arguments and the architecture difference (`ldm.check_pairing`)."""
+    try:
+        ldm.check_pairing(config, require_file(ckpt, ckpt_arg))
+    except ldm.CheckpointError as err:
+        raise ValueError(f"`{ckpt_arg}` does not fit `{config_arg}`: {err}") from None
+
+
 def load_task_model(task: str, config: Path, ckpt: str | Path, *, ckpt_arg: str, device: torch.device,
                     dtype: torch.dtype, vocab: Path | None = None, channels_last: bool = False,
                     compile_unet: bool = False) -> ldm.LatentDiffusion:

@@ -1,10 +1,19 @@
 """The output folder of a run: resume check against run.json, overwrite, finished-image bookkeeping.
 
-Resume rule (design §9): a rerun into a folder that holds a run continues only if every output-affecting
-parameter (`resume_key` in run.json) matches; otherwise it refuses and lists the differing fields, unless
-`overwrite=True`, which deletes this project's outputs in the folder (never other files, e.g. the
-report notebook papermill is writing) and starts again. An image is finished when all its files exist;
-files are written atomically, so a file that exists is complete.
+Resume rule (design §9), checked by `prepare` before anything is written:
+
+- every output-affecting parameter (`resume_key` in run.json: hashes of config and checkpoint, sampler,
+  steps, seed, dtype, ..., and the dataset *selection*: max_samples, scale, caption policy) must match;
+  otherwise the rerun refuses and lists the differing fields;
+- every *finished* image (all its files exist; files are written atomically, so a file that exists is
+  complete) must be the same sample made from the same inputs: the sample at its index has the id and the
+  input digest (content sha256 of its dataset files, and its caption) recorded in run.json. Otherwise the
+  rerun refuses and names the images;
+- images that are not finished take the dataset as it is now: a repaired, replaced or added file that only
+  unfinished images use does not block the run. The metrics are always recomputed over the whole plan.
+
+`overwrite=True` deletes this project's outputs in the folder (never other files, e.g. a report) and starts
+again. Run folders written before inputs were recorded per image are checked by their dataset fingerprint.
 """
 
 from __future__ import annotations
@@ -52,10 +61,11 @@ class RunFolder:
         return sorted(p for p in self.root.iterdir()
                       if (p.is_file() and OWN_FILES.fullmatch(p.name)) or (p.is_dir() and p.name in OWN_DIRS))
 
-    def prepare(self) -> None:
-        """Check the folder against `resume_key` (module docstring); nothing is written or deleted yet."""
+    def prepare(self, plan: list | None = None, *, fingerprint: str | None = None) -> None:
+        """Check the folder against `resume_key` and the finished images' inputs (module docstring) for the
+        `plan` (`engine.Planned` items) of the dataset with `fingerprint`; nothing is written or deleted."""
         if self.root.exists() and not self.root.is_dir():
-            raise NotADirectoryError(f"`output_dir` is not a folder: {self.root}")
+            raise NotADirectoryError(f"`output_dir` is an existing file, not a folder: {self.root}")
         own = self.own_entries()
         if own and not self.overwrite:
             manifest = self.root / RUN_JSON
@@ -66,14 +76,44 @@ class RunFolder:
                 )
             stored = read_json(manifest)
             old_key = dict(stored.get("resume_key") or {}, task=stored.get("task"))
-            differing = diff_keys(old_key, dict(self.resume_key, task=self.task))
+            new_key = dict(self.resume_key, task=self.task)
+            if "dataset_fingerprint" in old_key:  # a folder from before per-image input digests
+                new_key.pop("dataset_selection", None)
+                new_key["dataset_fingerprint"] = fingerprint
+            differing = diff_keys(old_key, new_key)
             if differing:
                 raise ValueError(
                     f"`output_dir` {self.root} holds a run with different output-affecting parameters: "
                     f"{'; '.join(differing)}. {RESUME_HINT}"
                 )
+            changed = self.changed_inputs(stored.get("samples") or [], plan or [])
+            if changed:
+                raise ValueError(
+                    f"`output_dir` {self.root} holds {len(changed)} finished image(s) whose sample or inputs "
+                    f"differ from the dataset now: {'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}. "
+                    f"Restore those files, or {RESUME_HINT}"
+                )
             self.resumed = True
             self.stored = stored
+
+    def changed_inputs(self, stored: list[dict], plan: list) -> list[str]:
+        """Finished images of the stored run that the current `plan` would not make from the same inputs."""
+        current = {p.record.index: p for p in plan}
+        out = []
+        for entry in stored:
+            index = entry["index"]
+            planned = current.get(index)
+            outputs = planned.outputs if planned is not None else list(entry.get("files", {}).values())
+            if not outputs or not self.finished(outputs):
+                continue
+            name = f"image {index + 1} ({entry['id']})"
+            if planned is None:
+                out.append(f"{name} is not in this run's selection of {len(plan)} sample(s)")
+            elif planned.record.id != entry["id"]:
+                out.append(f"{name} would now be made from {planned.record.id}")
+            elif "inputs_sha256" in entry and entry["inputs_sha256"] != planned.inputs_sha256:
+                out.append(f"{name}: its input files changed since it was made")
+        return out
 
     def previous_manifest(self) -> dict:
         """run.json of the run being resumed ({} for a new run)."""

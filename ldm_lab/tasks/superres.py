@@ -28,6 +28,7 @@ from ldm_lab.results import SampleRecord, sr_sample_names
 from ldm_lab.tasks import engine, legacy, measure
 from ldm_lab.tasks.images import read_png, resize_antialiased, to_uint8
 from ldm_lab.tasks.inputs import (
+    check_pairing,
     dataset_info,
     file_hash,
     load_task_model,
@@ -101,11 +102,12 @@ def _measure(folder: RunFolder, plan: list[engine.Planned], models: measure.Metr
 
 def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", output_dir: str = "reports/demo/superres",
                  config: str = "configs/tiny/superres.yaml", checkpoint: str = "models/demo/superres.ckpt",
-                 scale: int = 4, max_samples: int = 0, steps: int = 100, sampler: str = "ddim", eta: float = 1.0,
+                 scale: int = 4, max_samples: int = 0, skip_invalid: bool = False, steps: int = 100, sampler: str = "ddim", eta: float = 1.0,
                  seed: int = 0, batch_size: int = 4, device: str = "auto", dtype: str = "fp32", tile: str = "auto",
                  tile_size: int = 128, tile_stride: int = 64, batching: str = "per-image", channels_last: bool = False,
                  compile_unet: bool = False, write_workers: int = 2, overwrite: bool = False, fid: bool = True,
-                 lpips: bool = True, metric_weights: dict | None = None, progress: bool = True):
+                 lpips: bool = True, metric_weights: dict | None = None, progress: bool = True,
+                 check_only: bool = False):
     """Evaluate an LDM super-resolution checkpoint (upstream notebook conditioning; see the module docstring).
 
     Args:
@@ -113,8 +115,12 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
         tile: "auto" (tiles when the latent exceeds `tile_size`), "tiled" or "whole"; sizes in latent pixels.
         metric_weights: explicit metric network files ({"inception-fid": path, "vgg16": path, ...}).
         batching, channels_last, compile_unet, write_workers: throughput options (`engine.check_speed`).
+        skip_invalid: leave out samples whose files are unreadable or truncated (every image is decoded before
+            the first is sampled) and list them in run.json and the report, instead of refusing the dataset.
+        check_only: validate everything (arguments, config/checkpoint pairing, every input decoded, the
+            resume rule) and return a `RunCheck` without writing anything; the CLI does this before a kernel.
     """
-    parameters = dict(locals())
+    parameters = engine.recorded_parameters(locals())
     # 1. Check arguments and the model family.
     cfg = task_config("superres", config, "config")
     engine.check_sampling(sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size,
@@ -138,19 +144,24 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
     method = (f"x{factor} LDM on the native LR" if scale == factor else
               f"x{scale} = LDM x{factor} on the native LR, then antialiased bicubic x{scale}/{factor} to the HR size")
     # 2. Dataset and plan.
-    data = open_dataset(lambda: SuperResolutionDataset(dataset_path, scale=scale, max_samples=max_samples or None),
+    data = open_dataset(lambda: SuperResolutionDataset(dataset_path, scale=scale, max_samples=max_samples or None,
+                                                               verify="full", skip_invalid=skip_invalid),
                         "dataset_path", dataset_path)
     plan = _plan(data, seed)
+    engine.attach_inputs(plan, data)
     dataset = dataset_info(data, dataset_path)
     model_info = {"config": str(config), "config_sha256": file_hash(config), "checkpoint": str(checkpoint),
                   "checkpoint_sha256": file_hash(require_file(checkpoint, "checkpoint"))}
+    check_pairing(config, checkpoint, "config", "checkpoint")
     key = {"config_sha256": model_info["config_sha256"], "checkpoint_sha256": model_info["checkpoint_sha256"],
            "sampler": sampler, "steps": steps, "eta": float(eta), "seed": seed, "scale": scale, "tile": tile,
-           "tile_size": tile_size, "tile_stride": tile_stride, "dataset_fingerprint": dataset["fingerprint"],
+           "tile_size": tile_size, "tile_stride": tile_stride, "dataset_selection": data.selection_params(),
            "device_type": dev.type, "dtype": dtype_name(dt), **speed}
     # 3. Output folder.
     folder = RunFolder(output_dir, "superres", key, overwrite=overwrite)
-    folder.prepare()
+    folder.prepare(plan, fingerprint=dataset["fingerprint"])
+    if check_only:
+        return engine.RunCheck.of(folder, plan, data)
     tiled = lambda w, h: tile == "tiled" or (tile == "auto" and max(_pad(w, multiple), _pad(h, multiple)) > tile_size)
     sampling = {"sampler": sampler, "steps": steps, "eta": float(eta), "guidance_scale": None, "scale": scale,
                 "batching": batching, "method": method, "tile": tile, "tile_size": tile_size, "tile_stride": tile_stride,

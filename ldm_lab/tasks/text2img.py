@@ -23,6 +23,7 @@ from ldm_lab.results import SampleRecord, generated_name
 from ldm_lab.tasks import engine, legacy, measure
 from ldm_lab.tasks.images import read_png
 from ldm_lab.tasks.inputs import (
+    check_pairing,
     dataset_info,
     file_hash,
     load_task_model,
@@ -53,13 +54,13 @@ def saved_indices(n: int, ratio: float) -> set[int]:
 
 def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir: str = "reports/demo/text2img",
                  config_path: str = "configs/tiny/txt2img.yaml", model_path: str = "models/demo/txt2img.ckpt",
-                 max_samples: int = 0, ddim_steps: int = 50, scale: float = 7.5, sampler: str = "ddim",
+                 max_samples: int = 0, skip_invalid: bool = False, ddim_steps: int = 50, scale: float = 7.5, sampler: str = "ddim",
                  eta: float = 0.0, seed: int = 0, batch_size: int = 4, save_images_ratio: float = 1.0,
                  tokenizer: str | None = None, caption_policy: str = "first", device: str = "auto",
                  dtype: str = "fp32", batching: str = "per-image", channels_last: bool = False,
                  compile_unet: bool = False, write_workers: int = 2, overwrite: bool = False, fid: bool = True,
                  clip: bool = True, clip_model: str = "ViT-B-32", clip_pretrained: str = "openai",
-                 metric_weights: dict | None = None, progress: bool = True):
+                 metric_weights: dict | None = None, progress: bool = True, check_only: bool = False):
     """Evaluate an LDM text-to-image checkpoint with classifier-free guidance (see the module docstring).
 
     Args:
@@ -69,8 +70,12 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
         save_images_ratio: share of generated PNGs kept (the older script's rule); all are measured.
         metric_weights: explicit metric network files ({"inception-fid": path, "vgg16": path, "clip": path}).
         batching, channels_last, compile_unet, write_workers: throughput options (`engine.check_speed`).
+        skip_invalid: leave out samples whose files are unreadable or truncated (every image is decoded before
+            the first is sampled) and list them in run.json and the report, instead of refusing the dataset.
+        check_only: validate everything (arguments, config/checkpoint pairing, every input decoded, the
+            resume rule) and return a `RunCheck` without writing anything; the CLI does this before a kernel.
     """
-    parameters = dict(locals())
+    parameters = engine.recorded_parameters(locals())
     # 1. Check arguments and the model family.
     cfg = task_config("text2img", config_path, "config_path")
     engine.check_sampling(sampler=sampler, steps=ddim_steps, eta=eta, seed=seed, batch_size=batch_size,
@@ -89,7 +94,8 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
     size = cfg.image_size * cfg.first_stage.downsample_factor
     # 2. Dataset, plan and reference preprocessing.
     data = open_dataset(lambda: Text2ImgDataset(dataset_root, caption_policy=caption_policy,
-                                                max_samples=max_samples or None), "dataset_root", dataset_root)
+                                                max_samples=max_samples or None, verify="full",
+                                                skip_invalid=skip_invalid), "dataset_root", dataset_root)
     texts, saved = data.texts, saved_indices(len(data), save_images_ratio)
     plan = []
     for i, sample_id in enumerate(data.ids):
@@ -99,19 +105,23 @@ def run_text2img(*, dataset_root: str = "data/demo/text2img_dataset", output_dir
         record = SampleRecord(i, sample_id, seed + i, files, texts[i])
         real = SampleRecord(i, sample_id, seed + i, {"result": reference}, texts[i])
         plan.append(engine.Planned(record, [reference, image], None, real))  # outputs[-1]: the generated image
+    engine.attach_inputs(plan, data)
     dataset = dataset_info(data, dataset_root)
     preprocessing = f"centre square crop, PIL bicubic antialiased resize to {size}x{size}, uint8"
     dataset["reference_preprocessing"] = preprocessing
     model_info = {"config": str(config_path), "config_sha256": file_hash(config_path), "checkpoint": str(model_path),
                   "checkpoint_sha256": file_hash(require_file(model_path, "model_path")), "tokenizer": str(vocab),
                   "tokenizer_sha256": file_hash(vocab)}
+    check_pairing(config_path, model_path, "config_path", "model_path")
     key = {"config_sha256": model_info["config_sha256"], "checkpoint_sha256": model_info["checkpoint_sha256"],
            "tokenizer_sha256": model_info["tokenizer_sha256"], "sampler": sampler, "steps": ddim_steps,
            "eta": float(eta), "guidance_scale": float(scale), "seed": seed, "save_images_ratio": float(save_images_ratio),
-           "dataset_fingerprint": dataset["fingerprint"], "device_type": dev.type, "dtype": dtype_name(dt), **speed}
+           "dataset_selection": data.selection_params(), "device_type": dev.type, "dtype": dtype_name(dt), **speed}
     # 3. Output folder.
     folder = RunFolder(output_dir, "text2img", key, overwrite=overwrite)
-    folder.prepare()
+    folder.prepare(plan, fingerprint=dataset["fingerprint"])
+    if check_only:
+        return engine.RunCheck.of(folder, plan, data)
     latent_shape = (cfg.unet.out_channels, cfg.image_size, cfg.image_size)
     sampling = {"sampler": sampler, "steps": ddim_steps, "eta": float(eta), "guidance_scale": float(scale),
                 "unconditional_prompt": "", "batching": batching, "latent_shape": list(latent_shape),
