@@ -74,6 +74,8 @@ def test_task_command_writes_the_run_folder(runs, task):
     folder, proc = runs[task]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"report: {folder / 'report.html'}" in proc.stdout
+    assert "[IPKernelApp]" not in proc.stderr and "Traceback" not in proc.stderr  # no kernel log noise
+    assert "ldm-lab: checked " in proc.stderr and "new run of 2 images" in proc.stderr  # before the kernel
     common = ["run.json", "metrics.json", "per_sample.csv", "per_sample_baseline.csv", "report.ipynb", "report.html"]
     missing = [f for f in EXPECTED_FILES[task] + common if not (folder / f).is_file()]
     assert not missing, f"{task}: missing {missing}"

@@ -227,3 +227,31 @@ def test_fetch_without_network_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"ldm-lab: error: cannot download {url} (")
     assert "no network? Give a local copy with --source" in err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["superres", "--tile_size", "3"], "`--tile_size` must be a multiple of 2 for this UNet, got 3"),
+    (["superres", "--max_samples", "-2"], "`--max_samples` must be an integer >= 0, got -2"),
+    (["text2img", "--scale", "-1"], "`--scale` (guidance) must be a finite number > 0, got -1.0"),
+    (["text2img", "--save_images_ratio", "2"], "`--save_images_ratio` must be in (0, 1], got 2.0"),
+    (["text2img", "--ddim_steps", "0"], "`--ddim_steps` must be an integer >= 1, got 0"),
+])
+def test_argument_errors_of_every_task_start_no_kernel(argv, expected, tmp_path, kernels, capsys):
+    out = tmp_path / "out"
+    assert cli.main([*argv, "--output_dir", str(out)]) == 2
+    assert _error(capsys) == f"ldm-lab: error: {expected}"
+    assert not out.exists() and kernels == []
+
+
+def test_skipped_inputs_are_recorded_in_run_json_and_the_report(tmp_path):
+    from ldm_lab import report
+
+    data = _dataset(tmp_path / "data")
+    bad = sorted((data / "images").iterdir())[0]
+    truncate(bad)
+    result = run_task("inpainting", **_params(_argv(data, tmp_path / "run", max_samples=1, **{"skip-invalid": None})),
+                      progress=False)
+    assert result.run["parameters"]["skip_invalid"] is True and len(result.samples) == 1
+    assert [name for name, _ in result.run["dataset"]["skipped"]] == [f"images/{bad.name}"]
+    rows = [r for r in report.run_summary(result).rows if r["field"] == "dataset.skipped"]
+    assert len(rows) == 1 and rows[0]["value"].startswith(f"images/{bad.name}: ")

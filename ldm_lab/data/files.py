@@ -58,23 +58,20 @@ def problems_error(root: Path, problems: list[tuple[str, str]], hint: str = "") 
 SKIP_HINT = "pass skip_invalid=True (CLI: --skip-invalid) to skip these and record them"
 
 
-_UMASK: list[int] = []
 _UMASK_LOCK = threading.Lock()
 
 
 def process_umask() -> int:
-    """This process's umask, read once (from /proc on Linux; elsewhere by setting and restoring it once,
-    under a lock, before any writer thread of ours depends on it)."""
-    with _UMASK_LOCK:
-        if not _UMASK:
-            try:
-                status = Path("/proc/self/status").read_text()
-                _UMASK.append(int(re.search(r"^Umask:\s*([0-7]+)", status, re.M).group(1), 8))
-            except (OSError, AttributeError):
-                mask = os.umask(0o022)
-                os.umask(mask)
-                _UMASK.append(mask)
-        return _UMASK[0]
+    """This process's umask: read from /proc on Linux (no side effect, so safe in writer threads); elsewhere
+    by setting and restoring it, under a lock."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"^Umask:\s*([0-7]+)", status, re.M).group(1), 8)
+    except (OSError, AttributeError):
+        with _UMASK_LOCK:
+            mask = os.umask(0o022)
+            os.umask(mask)
+            return mask
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
