@@ -150,14 +150,14 @@ def _run_and_export(notebook: str, output_dir: Path, parameters: dict, *, debug:
     except NotebookCellError as err:
         kept = staging
         if (staging / "report.ipynb").is_file():
-            export_html(staging / "report.ipynb")
+            export_html(staging / "report.ipynb")  # no sample browser: the folder's images are not this report's
             if new_folder:
                 kept = _install_report(staging, output_dir)
         if debug:
             print("\n".join(err.traceback), file=sys.stderr)
         print(f"ldm-lab: error: {err.where(kept / 'report.ipynb')}", file=sys.stderr)
         return 2 if err.ename in BAD_INPUT else 1
-    export_html(staging / "report.ipynb")
+    export_html(staging / "report.ipynb", run_dir=output_dir if notebook in TASK_HELP else None)
     print(f"report: {_install_report(staging, output_dir) / 'report.html'}")
     return 0
 
@@ -285,7 +285,7 @@ def _report(args) -> int:
     if not (run_dir / "report.ipynb").is_file():
         raise FileNotFoundError(f"no report.ipynb in {run_dir}; run `ldm-lab <task> --output_dir {run_dir}` "
                                 "(it resumes finished images) to execute the notebook first")
-    print(f"report: {export_html(run_dir / 'report.ipynb')}")
+    print(f"report: {export_html(run_dir / 'report.ipynb', run_dir=run_dir)}")
     return 0
 
 

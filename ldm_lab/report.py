@@ -80,12 +80,16 @@ class Table:
     title: str
     header: list[str]
     rows: list[dict] = field(default_factory=list)
+    folded: bool = False  # HTML: inside a closed <details> (long reference tables such as run.json)
 
     def cells(self) -> list[list[str]]:
         return [[str(row.get(h, "")) for h in self.header] for row in self.rows]
 
     def _repr_html_(self) -> str:
-        return _html_table(self.header, self.cells(), self.title)
+        table = _html_table(self.header, self.cells(), self.title)
+        if not self.folded:
+            return table
+        return f"<details><summary>{html.escape(self.title)} ({len(self.rows)} rows)</summary>{table}</details>"
 
     def __str__(self) -> str:
         return _text_table(self.header, self.cells(), self.title)
@@ -147,7 +151,7 @@ def run_summary(result) -> Table:
                      if not isinstance(v, (dict, list)) and k not in SUMMARY_SKIP]
     rows += [{"field": "dataset.skipped", "value": f"{name}: {why}"}  # inputs left out by skip_invalid
              for name, why in (result.run.get("dataset") or {}).get("skipped") or []]
-    return Table(f"run.json of {result.output_dir}", ["field", "value"], rows)
+    return Table(f"run.json of {result.output_dir}", ["field", "value"], rows, folded=True)
 
 
 def load_runs(run_dirs: list[str | Path]) -> list:
@@ -193,9 +197,18 @@ def compare_table(results: list, *, output_dir: str = "", run_id: str = "") -> T
     return table
 
 
-def export_html(notebook: str | Path, html_path: str | Path | None = None) -> Path:
-    """Executed notebook -> standalone HTML (nbconvert, lab template; images are embedded)."""
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+LIVE_ONLY = "live-only"  # cell tag: the cell needs a kernel (ipywidgets); left out of report.html
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def export_html(notebook: str | Path, html_path: str | Path | None = None, *, run_dir: str | Path | None = None) -> Path:
+    """Executed notebook -> report.html that opens offline: outputs only (code folded away), images embedded,
+    nothing fetched from a CDN (`templates/ldm_report`), cells tagged `live-only` left out and, for a task
+    run folder `run_dir`, the plain HTML/JS sample browser (`ldm_lab.report_browser`) at the end."""
+    import nbformat
     from nbconvert import HTMLExporter
+    from traitlets.config import Config
 
     from ldm_lab.data.files import write_bytes_atomic
 
@@ -203,6 +216,21 @@ def export_html(notebook: str | Path, html_path: str | Path | None = None) -> Pa
     if not notebook.is_file():
         raise FileNotFoundError(f"no executed notebook at {notebook}; run the task command first")
     html_path = Path(html_path) if html_path else notebook.with_suffix(".html")
-    body, _ = HTMLExporter(template_name="lab").from_filename(str(notebook))
+    config = Config()
+    config.TagRemovePreprocessor.remove_cell_tags = {LIVE_ONLY}
+    config.TagRemovePreprocessor.enabled = True
+    exporter = HTMLExporter(config=config, template_name="ldm_report", extra_template_basedirs=[str(TEMPLATES)],
+                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    nb = nbformat.read(notebook, as_version=4)
+    nb.metadata.pop("widgets", None)  # live widget state (the ipywidgets browser's PNGs): kernel-only
+    for cell in nb.cells:  # widget views (progress bars) have nothing to show without a kernel
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if WIDGET_VIEW not in o.get("data", {})]
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
+    if run_dir is not None and (Path(run_dir) / "metrics.json").is_file():
+        from ldm_lab.report_browser import browser_html
+        from ldm_lab.results import load_run
+
+        body = body.replace("</main>", browser_html(load_run(run_dir)) + "\n</main>", 1)
     write_bytes_atomic(html_path, body.encode("utf-8"))
     return html_path

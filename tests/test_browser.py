@@ -117,3 +117,93 @@ def test_run_all_renders_the_sample_browser_widget(lab, tmp_path):
             assert "VBox(children=" not in text and "HBox(children=" not in text
         finally:
             browser.close()
+
+
+# ---- report.html: opened from a copy of the run folder with file://, no server, no kernel, no network ---------
+@pytest.fixture(scope="module")
+def report_copy(tmp_path_factory):
+    """A finished inpainting run made by the CLI (its report.html), copied elsewhere as a mailed folder is."""
+    pytest.importorskip("playwright.sync_api", reason="needs the playwright package (pip install playwright)")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"needs Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    from ldm_lab import cli
+    from ldm_lab.data.demo import prepare_demo
+    from ldm_lab.demo_models import ensure_demo_models
+
+    root = tmp_path_factory.mktemp("report")
+    models, data = ensure_demo_models(root / "models"), prepare_demo(root / "data")
+    config, ckpt = models["inpainting"]
+    argv = ["inpainting", "--data_dir", str(data["inpainting_dataset"]), "--config", str(config), "--model", str(ckpt),
+            "--output_dir", str(root / "run"), "--max_samples", "6", "--steps", "2", "--resolution", "64",
+            "--no-fid", "--no-lpips"]
+    assert cli.main(argv) == 0
+    shutil.copytree(root / "run", root / "copy")
+    shutil.rmtree(root / "run")  # nothing may point back at the original folder
+    return root / "copy"
+
+
+def _csv(folder: Path) -> list[dict]:
+    import csv
+
+    with open(folder / "per_sample.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_report_html_is_offline_and_its_sample_browser_sorts_filters_and_opens(report_copy):
+    from playwright.sync_api import sync_playwright
+
+    rows = _csv(report_copy)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        requests, errors = [], []
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            page.goto((report_copy / "report.html").as_uri())
+            table = page.locator("#ldm-browser tbody")
+            ids = lambda: table.locator("td.id").all_inner_texts()
+            assert len(ids()) == len(rows) == 6
+
+            def sorted_ids(column, reverse):
+                order = sorted(range(len(rows)), key=lambda i: (float(rows[i][column]), i))
+                return [rows[i]["id"] for i in (order[::-1] if reverse else order)]
+
+            for column in ("psnr_hole", "edge_consistency"):
+                page.click(f"#ldm-browser th[data-col='{column}']")
+                if "▲" not in page.inner_text(f"#ldm-browser th[data-col='{column}']"):
+                    page.click(f"#ldm-browser th[data-col='{column}']")  # the column was already the sort key
+                assert ids() == sorted_ids(column, reverse=False)
+                page.click(f"#ldm-browser th[data-col='{column}']")
+                ids_desc = sorted(range(len(rows)), key=lambda i: (-float(rows[i][column]), i))
+                assert ids() == [rows[i]["id"] for i in ids_desc]
+
+            table.locator("tr.row").nth(2).click()
+            chosen = table.locator("tr.row").nth(2).get_attribute("data-index")
+            n = int(chosen) + 1
+            result = page.locator("#ldm-browser .panel figure[data-role='result'] img")
+            assert result.get_attribute("src") == f"inpainted_{n:05d}.png"
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=result.element_handle())
+            assert page.locator("#ldm-browser .panel figure").count() == 5  # 4 views + the heat map
+            assert rows[int(chosen)]["id"] in page.inner_text("#ldm-browser .panel .title")
+            page.keyboard.press("ArrowDown")
+            assert table.locator("tr.selected").get_attribute("data-index") == \
+                table.locator("tr.row").nth(3).get_attribute("data-index")
+
+            values = sorted(float(r["psnr_hole"]) for r in rows)
+            cut = (values[2] + values[3]) / 2
+            page.fill("#ldm-browser input.filter", f"psnr_hole < {cut}")
+            assert sorted(ids()) == sorted(r["id"] for r in rows if float(r["psnr_hole"]) < cut)
+            assert len(ids()) == 3
+            page.fill("#ldm-browser input.filter", f"psnr_hole < {cut} and id ~ {rows[0]['id']}")
+            assert ids() == ([rows[0]["id"]] if float(rows[0]["psnr_hole"]) < cut else [])
+            page.fill("#ldm-browser input.filter", "nosuch > 1")
+            assert "unknown column" in page.inner_text("#ldm-browser .err")
+            assert errors == []
+        finally:
+            browser.close()
+    folder = report_copy.as_uri()
+    outside = [u for u in requests if not (u.startswith(folder + "/") or u.startswith("data:"))]
+    assert outside == [], outside
+    assert any(u.endswith(".png") for u in requests)  # the panel's full-size images came from the folder

@@ -175,3 +175,32 @@ def _walk(widget):
     yield widget
     for child in getattr(widget, "children", ()):
         yield from _walk(child)
+
+
+def test_report_html_fetches_nothing_hides_code_and_live_widgets_and_embeds_the_browser(tmp_path):
+    import re
+
+    run = make_run(tmp_path / "run")
+    write_json(tmp_path / "run" / "run.json", dict(run.run, samples=[s.to_dict() for s in run.samples]))
+    write_json(tmp_path / "run" / "metrics.json", run.metrics)
+    widget = {"application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2, "version_minor": 0},
+              "text/plain": "VBox(children=(...))"}
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("secret_code = 1", outputs=[
+            nbformat.v4.new_output("execute_result", {"text/html": "<b>metric table</b>"}, execution_count=1),
+            nbformat.v4.new_output("display_data", widget)]),
+        nbformat.v4.new_code_cell("widgets.sample_browser(result)", metadata={"tags": ["live-only"]}, outputs=[
+            nbformat.v4.new_output("display_data", {"text/html": "<i>live browser</i>"})])])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"abc": {"big": "x" * 1000}}}}
+    nbformat.write(nb, tmp_path / "run" / "report.ipynb")
+    text = report.export_html(tmp_path / "run" / "report.ipynb", run_dir=tmp_path / "run").read_text()
+    assert "<b>metric table</b>" in text
+    assert "secret_code" not in text and "live browser" not in text and "VBox(children" not in text
+    assert "widget-state" not in text and "x" * 1000 not in text
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=[\"']?(https?:)?//", text)  # no CDN, no network
+    data = json.loads(re.search(r'id="ldm-browser-data">(.*?)</script>', text, re.S).group(1).replace("<\\/", "</"))
+    assert [s["id"] for s in data["samples"]] == [s.id for s in run.samples]
+    assert data["samples"][0]["files"]["result"] == run.samples[0].files["result"]
+    assert data["samples"][0]["thumb"].startswith("data:image/jpeg;base64,")
+    without = report.export_html(tmp_path / "run" / "report.ipynb", tmp_path / "plain.html").read_text()
+    assert "ldm-browser" not in without  # no run folder given: no browser
