@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import itertools
 import os
 import re
 import shutil
@@ -200,14 +201,20 @@ def check_inputs(parameters: dict, defaults: dict) -> None:
                 raise FileNotFoundError(f"`--{name}` not found: {value}")
 
 
-def run_task_command(task: str, args) -> int:
-    """Execute the task notebook with the parsed options."""
+def task_parameters(task: str, args) -> dict:
+    """The notebook parameters of parsed task options (typed paths relative to the working directory)."""
     options = task_options(task)
     parameters = {name: _absolute(getattr(args, name), default) if name in PATH_ARGS else getattr(args, name)
                   for name, default in options.items()}
     check_inputs(parameters, options)
-    if args.smoke:
+    if getattr(args, "smoke", False):
         parameters["smoke"] = True
+    return parameters
+
+
+def run_task_command(task: str, args) -> int:
+    """Execute the task notebook with the parsed options."""
+    parameters = task_parameters(task, args)
     output_dir = _in_project(parameters["output_dir"])
     preflight(task, parameters)
     from ldm_lab import distributed
@@ -241,40 +248,144 @@ def sample_sharded(task: str, parameters: dict) -> bool:
     return shard.is_main
 
 
+# The demo's questions: a text-to-image guidance sweep and inpainting DDIM vs DPM-Solver++(2M) at equal steps
+# (tiny random models: the numbers are noise, the mechanics are real), plus one super-resolution run.
+DEMO_PLAN = (("superres", None, ()), ("text2img", "scale", (1.0, 3.0, 7.5)), ("inpainting", "sampler", ("ddim", "dpmpp2m")))
+
+
 def _demo(args) -> int:
-    """Demo models and data if missing, the three task notebooks, then the comparison notebook."""
+    """Demo models and data if missing; the metric weights when the network answers; a super-resolution run,
+    a text-to-image guidance sweep and an inpainting sampler comparison, each sweep with its comparison."""
     from ldm_lab.data.demo import prepare_demo
     from ldm_lab.demo_models import ensure_demo_models
+    from ldm_lab.notebooks import DEMO_SWEEPS
 
     out = _in_project(_absolute(args.out, DEMO_OUT))
     ensure_demo_models(PROJECT_ROOT / "models" / "demo")
     prepare_demo(PROJECT_ROOT / "data" / "demo")
-    for task in TASK_HELP:
-        params = {"output_dir": str(out / task), "overwrite": args.overwrite}
+    if not args.offline:
+        _fetch_metric_weights()
+    folder_of = {task: name for name, (task, _) in DEMO_SWEEPS.items()}
+    plan = []  # (task, folder, parameters) of every run, checked before the first one starts
+    for task, option, values in DEMO_PLAN:
+        if option is None:
+            plan.append((task, out / task, {"output_dir": str(out / task), "overwrite": args.overwrite}))
+        for value in values:
+            folder = out / folder_of[task] / f"{option}={value:g}" if isinstance(value, float) else \
+                out / folder_of[task] / f"{option}={value}"
+            plan.append((task, folder, {"output_dir": str(folder), "overwrite": args.overwrite, option: value}))
+    for task, _, params in plan:
         preflight(task, dict(notebook_defaults(task), **params))
-        if code := _run_and_export(task, out / task, params, debug=args.debug):
+    reports = []
+    for task, folder, params in plan:
+        if code := _run_and_export(task, folder, params, debug=args.debug):
             return code
-    compare = {"run_dirs": [str(out / t) for t in TASK_HELP], "output_dir": str(out / "compare")}
-    if code := _run_and_export("compare", out / "compare", compare, debug=args.debug):
-        return code
+        reports.append(folder)
+    for task, option, _ in DEMO_PLAN:
+        if option is None:
+            continue
+        parent = out / folder_of[task]
+        compare = {"run_dirs": [str(f) for t, f, _ in plan if t == task], "output_dir": str(parent / "compare"),
+                   "param": option}
+        if task == "inpainting":
+            compare.update(x_metric="psnr_hole", y_metric="ssim_hole_bbox")
+        if code := _run_and_export("compare", parent / "compare", compare, debug=args.debug):
+            return code
+        reports.append(parent / "compare")
     print(f"\ndemo reports in {out}:")
-    for name in [*TASK_HELP, "compare"]:
-        print(f"  {out / name / 'report.html'}")
-    print("open them in a browser, or the notebooks in JupyterLab: make lab")
+    for folder in reports:
+        print(f"  {folder / 'report.html'}")
+    print("open them in a browser (no server needed), or the notebooks in JupyterLab: make lab")
     return 0
 
 
+def _fetch_metric_weights(timeout: float = 3.0) -> None:
+    """Download missing metric weights (Inception, VGG16, AlexNet/LPIPS, CLIP) when their host answers within
+    `timeout` seconds; otherwise say so and go on (those metrics are then reported as unavailable)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from ldm_lab import weights
+
+    missing = [name for name in weights.REGISTRY if weights.find(name) is None]
+    if not missing:
+        return
+    host = urlparse(weights.REGISTRY[missing[0]].url).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as err:
+        print(f"ldm-lab: {host} not reachable ({err}): the demo runs offline; FID/KID/LPIPS/CLIP score are reported "
+              f"as unavailable ({len(missing)} metric weight files missing; `ldm-lab weights fetch` on a connected "
+              "machine)", file=sys.stderr)
+        return
+    for name in missing:
+        try:
+            print(f"ldm-lab: fetching {name} -> {weights.fetch(name)}", file=sys.stderr)
+        except (OSError, ValueError) as err:
+            print(f"ldm-lab: {name} not fetched ({err}); its metrics are reported as unavailable", file=sys.stderr)
+
+
 def _compare(args) -> int:
-    """Execute notebooks/compare_runs.ipynb over RUN_DIRs: metric table with CIs, metric plots, trade-off."""
+    """Execute notebooks/compare_runs.ipynb over RUN_DIRs of one task on the same samples: metric table with
+    CIs, paired per-sample differences (paired bootstrap CI, Wilcoxon), FID/KID differences, the most
+    improved and regressed samples, metric plots and the trade-off plot."""
     run_dirs = [Path(_absolute(d, None)) for d in args.run_dirs]
     for d in run_dirs:
         if not (d / "run.json").is_file():
             raise FileNotFoundError(f"{d} is not a run folder (no run.json); give folders written by "
                                     "`ldm-lab inpainting|superres|text2img`")
+    from ldm_lab.compare import check_comparable
+    from ldm_lab.report import load_runs
+
+    check_comparable(load_runs(run_dirs))  # here, not after a kernel start
     output_dir = _in_project(_absolute(args.output_dir, COMPARE_OUT))
     parameters = {"run_dirs": [str(d) for d in run_dirs], "output_dir": str(output_dir),
                   "param": args.param, "x_metric": args.x_metric, "y_metric": args.y_metric}
     return _run_and_export("compare", output_dir, parameters, debug=args.debug)
+
+
+def sweep_values(task: str, rest: list[str]) -> tuple[str, list[str], list[str]]:
+    """(option flag, its values, the other arguments) of `--OPTION v1 v2 ...` among `rest` (one option only)."""
+    swept = []
+    for i, token in enumerate(rest):
+        if token.startswith("--"):
+            values = list(itertools.takewhile(lambda t: not t.startswith("--"), rest[i + 1:]))
+            if len(values) > 1:
+                swept.append((i, token, values))
+    if len(swept) != 1:
+        found = ", ".join(flag for _, flag, _ in swept) or "none"
+        raise ValueError(f"`sweep {task}` needs exactly one option with several values, e.g. --scale 1 3 7.5; "
+                         f"found {found}")
+    i, flag, values = swept[0]
+    if "--output_dir" == flag:
+        raise ValueError("`--output_dir` names the sweep's parent folder; sweep another option")
+    return flag, values, rest[:i] + rest[i + 1 + len(values):]
+
+
+def _sweep(args) -> int:
+    """`ldm-lab sweep TASK --OPTION v1 v2 ... [task options]`: one run folder per value under --output_dir
+    (each resumable as usual), every run checked before the first starts, then the comparison report."""
+    parser = argparse.ArgumentParser(prog=f"ldm-lab sweep {args.task}")
+    task_parser = add_task_parser(parser.add_subparsers(), args.task)
+    flag, values, rest = sweep_values(args.task, args.rest)
+    output_dir = args.output_dir
+    if "--output_dir" in rest:  # given among the task options
+        at = rest.index("--output_dir")
+        output_dir, rest = rest[at + 1], rest[:at] + rest[at + 2:]
+    parent = _in_project(_absolute(output_dir or f"reports/sweep-{flag.lstrip('-')}", None))
+    runs = []
+    for value in values:
+        parsed = task_parser.parse_args([*rest, flag, value, "--output_dir", str(parent / f"{flag.lstrip('-')}={value}")])
+        runs.append(task_parameters(args.task, parsed))
+    dests = [name for name in runs[0] if len({repr(r[name]) for r in runs}) > 1 and name != "output_dir"]
+    for parameters in runs:  # every value is checked before the first run starts
+        preflight(args.task, parameters)
+    for parameters in runs:
+        if code := _run_and_export(args.task, Path(parameters["output_dir"]), parameters, debug=args.debug):
+            return code
+    compare = {"run_dirs": [r["output_dir"] for r in runs], "output_dir": str(parent / "compare"),
+               "param": dests[0] if dests else ""}
+    return _run_and_export("compare", parent / "compare", compare, debug=args.debug)
 
 
 def _report(args) -> int:
@@ -293,11 +404,13 @@ def register(subparsers) -> None:
     """Add the task commands, `demo`, `compare` and `report` to the `ldm-lab` parser."""
     for task in TASK_HELP:
         add_task_parser(subparsers, task)
-    demo = subparsers.add_parser("demo", help="tiny models + demo data -> the three reports and a comparison",
+    demo = subparsers.add_parser("demo", help="tiny models + demo data -> a SR run, a guidance sweep, a sampler comparison",
                                  description=_demo.__doc__, formatter_class=_Formatter,
                                  epilog="example:\n  ldm-lab demo   # what `make demo` runs")
     demo.add_argument("--out", default=DEMO_OUT, help="where the reports go (relative: to the repository)")
     demo.add_argument("--overwrite", action="store_true", help="rerun from scratch instead of resuming")
+    demo.add_argument("--offline", action="store_true", default=bool(os.environ.get("LDM_LAB_OFFLINE")),
+                      help="never try to download the metric weights (default when $LDM_LAB_OFFLINE is set)")
     demo.set_defaults(func=_demo)
 
     cmp_params = notebook_parameters("compare")
@@ -311,6 +424,17 @@ def register(subparsers) -> None:
     for name in ("param", "x_metric", "y_metric"):
         compare.add_argument(f"--{name}", default=cmp_params[name].default, help=cmp_params[name].help)
     compare.set_defaults(func=_compare)
+
+    sweep = subparsers.add_parser("sweep", help="one run per value of one option, then their comparison",
+                                  description=_sweep.__doc__, formatter_class=_Formatter,
+                                  epilog="examples:\n  ldm-lab sweep text2img --scale 1 3 7.5 --max_samples 50 "
+                                  "--output_dir reports/guidance\n  ldm-lab sweep inpainting --sampler ddim dpmpp2m "
+                                  "--steps 25 --output_dir reports/samplers")
+    sweep.add_argument("task", choices=list(TASK_HELP))
+    sweep.add_argument("--output_dir", default="", help="parent folder: OPTION=VALUE/ per run and compare/ "
+                       "(default reports/sweep-OPTION)")
+    sweep.add_argument("rest", nargs=argparse.REMAINDER, metavar="--OPTION V1 V2 ... [task options]")
+    sweep.set_defaults(func=_sweep)
 
     report = subparsers.add_parser("report", help="re-render RUN_DIR/report.html from RUN_DIR/report.ipynb",
                                    description=_report.__doc__,

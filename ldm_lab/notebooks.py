@@ -30,6 +30,8 @@ NOTEBOOKS = {
 # The kernel's own log off below CRITICAL (e.g. ipykernel's "running over TCP without encryption", or
 # "KeyboardInterrupt caught in kernel" when papermill stops it); cell outputs and errors are unaffected.
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
+# The demo's sweeps (`ldm-lab demo`): folder under reports/demo -> (task, swept option); values below it.
+DEMO_SWEEPS = {"guidance": ("text2img", "scale"), "samplers": ("inpainting", "sampler")}
 SMOKE_LIMITS = {"max_samples": 2, "steps": 2, "ddim_steps": 2}  # smoke: at most 2 images, 2 steps
 PATH_ARGS = ("data_dir", "dataset_path", "dataset_root", "output_dir", "config", "config_path", "model",
              "checkpoint", "model_path", "tokenizer")
@@ -138,8 +140,10 @@ def run_notebook(path: str | Path, output_path: str | Path | None = None, *,
         output_path = PROJECT_ROOT / "reports" / (params.get("run_id") or path.stem) / "report.ipynb"
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    log = logging.getLogger("papermill")  # names were checked above, more strictly than papermill does
-    log.addFilter(_drop_unknown_parameter_warning)
+    # names and values were checked above (with `ast`), more strictly than papermill's line regex does
+    logs = [logging.getLogger("papermill"), logging.getLogger("papermill.translators")]
+    for log in logs:
+        log.addFilter(_drop_unknown_parameter_warning)
     try:
         papermill.execute_notebook(str(path), str(output_path), parameters=params, cwd=str(cwd),
                                    kernel_name=kernel_name, progress_bar=progress, log_output=False,
@@ -148,13 +152,15 @@ def run_notebook(path: str | Path, output_path: str | Path | None = None, *,
         raise NotebookCellError(path, output_path, err.exec_count, err.ename, err.evalue,
                                 err.traceback) from None
     finally:
-        log.removeFilter(_drop_unknown_parameter_warning)
+        for log in logs:
+            log.removeFilter(_drop_unknown_parameter_warning)
     return output_path
 
 
 def _drop_unknown_parameter_warning(record: logging.LogRecord) -> bool:
-    # papermill's regex does not read annotations such as `str | None`; check_parameters has the final say.
-    return not record.getMessage().startswith("Passed unknown parameter")
+    # papermill's regex does not read annotations such as `str | None`, nor `=` inside strings or comments;
+    # check_parameters has the final say.
+    return not record.getMessage().startswith(("Passed unknown parameter", "Unable to parse line"))
 
 
 def _resolve(value: str) -> str:
@@ -216,11 +222,22 @@ def ensure_demo_runs(run_dirs: list[str], *, smoke: bool = False) -> list[str]:
     made: list[str] = []
     if smoke:
         return made
+    demo = PROJECT_ROOT / "reports" / "demo"
     for run_dir in run_dirs:
         path = Path(_resolve(str(run_dir)))
-        if (path.parent == PROJECT_ROOT / "reports" / "demo" and path.name in TASKS
-                and not (path / "metrics.json").is_file()):
+        if (path / "metrics.json").is_file():
+            continue
+        if path.parent == demo and path.name in TASKS:
             # the task notebook on its defaults: the same run (and resume key) as `ldm-lab demo`
             run_task(path.name, **dict(notebook_defaults(path.name), output_dir=str(path)))
             made.append(str(path))
+        elif path.parent.parent == demo and path.parent.name in DEMO_SWEEPS and "=" in path.name:
+            task, option = DEMO_SWEEPS[path.parent.name]
+            name, value = path.name.split("=", 1)
+            if name == option:  # one value of a demo sweep: the notebook's defaults and that value
+                default = notebook_defaults(task)[option]
+                typed = type(default)(value) if isinstance(default, (int, float)) and not isinstance(default, bool) \
+                    else value
+                run_task(task, **dict(notebook_defaults(task), output_dir=str(path), **{option: typed}))
+                made.append(str(path))
     return made

@@ -134,10 +134,17 @@ def test_per_sample_csv_and_executed_report(runs, task):
 def test_compare_and_report_commands(runs, tmp_path, capsys):
     folders = [str(runs[t][0]) for t in ("inpainting", "superres", "text2img")]
     assert all(runs[t][1].returncode == 0 for t in runs)
-    assert cli.main(["compare", *folders, "--output_dir", str(tmp_path / "cmp"), "--param", "steps"]) == 0
+    assert cli.main(["compare", *folders, "--output_dir", str(tmp_path / "mixed")]) == 2
+    assert "differ in task ('inpainting' vs 'superres')" in _one_line_error(capsys)
+    assert not (tmp_path / "mixed").exists()
+    again = tmp_path / "inpainting-again"
+    shutil.copytree(runs["inpainting"][0], again)
+    assert cli.main(["compare", folders[0], str(again), "--output_dir", str(tmp_path / "cmp"), "--param", "steps"]) == 0
     assert (tmp_path / "cmp" / "report.html").is_file()
     header = (tmp_path / "cmp" / "compare.csv").read_text().splitlines()[0]
-    assert header.startswith("metric,\"inpainting (") and "text2img (sampler=plms" in header
+    assert header.startswith("metric,") and "inpainting" in header and "inpainting-again" in header
+    paired = (tmp_path / "cmp" / "paired.csv").read_text()
+    assert "psnr_hole" in paired and "all deltas are 0" in paired  # a run against its own copy
     folder = runs["inpainting"][0]
     (folder / "report.html").unlink()
     assert cli.main(["report", str(folder)]) == 0

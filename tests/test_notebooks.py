@@ -179,3 +179,9 @@ def test_ensure_demo_runs_uses_the_task_notebook_defaults(monkeypatch, tmp_path)
     assert task == "superres" and kw["steps"] == defaults["steps"].default
     assert kw["max_samples"] == defaults["max_samples"].default and "grid_k" not in kw
     assert notebooks.ensure_demo_runs(["reports/demo/superres"], smoke=True) == [] and len(calls) == 1
+    made = notebooks.ensure_demo_runs(["reports/demo/guidance/scale=3", "reports/demo/samplers/sampler=dpmpp2m",
+                                       "reports/demo/guidance/steps=3"])  # not the swept option: only read
+    assert made == [str(tmp_path / "reports/demo/guidance/scale=3"), str(tmp_path / "reports/demo/samplers/sampler=dpmpp2m")]
+    (t2i, kw), (inp, kw2) = calls[1:]
+    assert (t2i, kw["scale"], type(kw["scale"])) == ("text2img", 3.0, float)
+    assert (inp, kw2["sampler"], kw2["steps"]) == ("inpainting", "dpmpp2m", notebook_parameters("inpainting")["steps"].default)

@@ -255,3 +255,33 @@ def test_skipped_inputs_are_recorded_in_run_json_and_the_report(tmp_path):
     assert [name for name, _ in result.run["dataset"]["skipped"]] == [f"images/{bad.name}"]
     rows = [r for r in report.run_summary(result).rows if r["field"] == "dataset.skipped"]
     assert len(rows) == 1 and rows[0]["value"].startswith(f"images/{bad.name}: ")
+
+
+def test_sweep_finds_the_one_swept_option():
+    flag, values, rest = commands.sweep_values("text2img", ["--max_samples", "2", "--scale", "1", "3", "7.5", "--plms"])
+    assert (flag, values, rest) == ("--scale", ["1", "3", "7.5"], ["--max_samples", "2", "--plms"])
+    with pytest.raises(ValueError, match="exactly one option with several values.*found --scale, --steps"):
+        commands.sweep_values("text2img", ["--scale", "1", "3", "--steps", "2", "4"])
+    with pytest.raises(ValueError, match="found none"):
+        commands.sweep_values("text2img", ["--scale", "1"])
+
+
+def test_a_sweep_checks_every_value_before_the_first_run(tmp_path, kernels, capsys):
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", "text2img", "--scale", "1", "-1", "--output_dir", str(out)]) == 2
+    assert _error(capsys) == "ldm-lab: error: `--scale` (guidance) must be a finite number > 0, got -1.0"
+    assert not out.exists() and kernels == []
+
+
+def test_compare_refuses_runs_of_different_tasks_before_a_kernel(folders, tmp_path, kernels, capsys):
+    from ldm_lab.results import write_json
+
+    _, finished, _ = folders
+    other = tmp_path / "other"
+    shutil.copytree(finished, other)
+    run = json.loads(read_text(other / "run.json"))
+    run["dataset"]["fingerprint"] = "0" * 64
+    write_json(other / "run.json", run)
+    assert cli.main(["compare", str(finished), str(other), "--output_dir", str(tmp_path / "cmp")]) == 2
+    assert "differ in dataset fingerprint" in _error(capsys)
+    assert not (tmp_path / "cmp").exists() and kernels == []
