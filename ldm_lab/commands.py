@@ -145,32 +145,37 @@ def _run_and_export(notebook: str, output_dir: Path, parameters: dict, *, debug:
 
     new_folder = not output_dir.exists() or not any(output_dir.iterdir())
     staging = Path(tempfile.mkdtemp(prefix=f"ldm-lab-{output_dir.name}-"))
+    keep_staging = False
     print(f"ldm-lab: executing notebooks/{NOTEBOOKS[notebook]} -> {output_dir / 'report.ipynb'}", file=sys.stderr)
     try:
-        run_notebook(notebook, staging / "report.ipynb", parameters=parameters, progress=True)
-    except NotebookCellError as err:
-        kept = staging
-        if (staging / "report.ipynb").is_file():
-            export_html(staging / "report.ipynb")  # no sample browser: the folder's images are not this report's
-            if new_folder:
-                kept = _install_report(staging, output_dir)
-        if debug:
-            print("\n".join(err.traceback), file=sys.stderr)
-        print(f"ldm-lab: error: {err.where(kept / 'report.ipynb')}", file=sys.stderr)
-        return 2 if err.ename in BAD_INPUT else 1
-    export_html(staging / "report.ipynb", run_dir=output_dir if notebook in TASK_HELP else None)
-    print(f"report: {_install_report(staging, output_dir) / 'report.html'}")
-    return 0
+        try:
+            run_notebook(notebook, staging / "report.ipynb", parameters=parameters, progress=True)
+        except NotebookCellError as err:
+            kept = staging
+            if (staging / "report.ipynb").is_file():
+                export_html(staging / "report.ipynb")  # no sample browser: the folder's images are not this report's
+                if new_folder:
+                    kept = _install_report(staging, output_dir)
+            keep_staging = kept == staging
+            if debug:
+                print("\n".join(err.traceback), file=sys.stderr)
+            print(f"ldm-lab: error: {err.where(kept / 'report.ipynb')}", file=sys.stderr)
+            return 2 if err.ename in BAD_INPUT else 1
+        export_html(staging / "report.ipynb", run_dir=output_dir if notebook in TASK_HELP else None)
+        print(f"report: {_install_report(staging, output_dir) / 'report.html'}")
+        return 0
+    finally:
+        if not keep_staging:  # also after an interrupt or a kernel that died: nothing left in the temp folder
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _install_report(staging: Path, output_dir: Path) -> Path:
-    """Move report.ipynb and report.html from `staging` into `output_dir` (each replaced atomically)."""
+    """Copy report.ipynb and report.html from `staging` into `output_dir` (each replaced atomically)."""
     from ldm_lab.data.files import write_bytes_atomic
 
     for name in REPORT_FILES:
         if (staging / name).is_file():
             write_bytes_atomic(output_dir / name, (staging / name).read_bytes())
-    shutil.rmtree(staging, ignore_errors=True)
     return output_dir
 
 

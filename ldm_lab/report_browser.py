@@ -3,7 +3,7 @@
 Every sample is a row (a small thumbnail, its id, caption and per-sample scores). Rows sort by any column
 (click its header), a filter keeps rows matching clauses such as `psnr_hole < 12 and lpips > 0.3` or
 `id ~ dog`, and a click or the arrow keys open a panel with the task's views at full size, the |result −
-reference| heat map and every score of the model and the baseline. Thumbnails and heat maps are small JPEGs
+reference| heat map and every score of the model and the baseline. Thumbnails and heat maps are small WebP images
 inside the page; full-size images are relative links into the run folder, so the page works from the
 folder, a copy or an unpacked zip of it, and a 1,000-sample page stays a few MB
 (`benchmarks/report_size.py`). The ipywidgets browser (`ldm_lab.widgets`) stays for live notebooks.
@@ -33,16 +33,16 @@ from ldm_lab.widgets import NO_PIXEL_MATCH, diff_heatmap
 
 THUMB = 64   # row thumbnails (shown 40 px high): longest side in pixels
 HEAT = 128   # heat maps inside the page: longest side in pixels (the views themselves are linked files)
-JPEG_QUALITY = 75
+WEBP_QUALITY = 60  # a 64 px thumbnail of a demo photo: 1.1 KiB (JPEG at quality 75: 1.8 KiB)
 
 
-def jpeg_data_uri(image: np.ndarray, longest: int) -> str:
-    """uint8 HxWx3 -> `data:image/jpeg;base64,...`, downscaled (area-averaged) so its longest side <= `longest`."""
+def webp_data_uri(image: np.ndarray, longest: int) -> str:
+    """uint8 HxWx3 -> `data:image/webp;base64,...`, downscaled (area-averaged) so its longest side <= `longest`."""
     img = Image.fromarray(image)
     img.thumbnail((longest, longest), Image.Resampling.BOX)
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    img.save(buf, format="WEBP", quality=WEBP_QUALITY, method=6)
+    return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _number(value):
@@ -66,13 +66,13 @@ def browser_data(result) -> dict:
         row = {"index": sample.index, "id": sample.id, "seed": sample.seed, "caption": sample.caption or "",
                "metrics": {k: _number(v) for k, v in sample.metrics.items()},
                "baseline": {k: _number(v) for k, v in (baseline[sample.id].metrics if sample.id in baseline else {}).items()},
-               "files": files, "thumb": jpeg_data_uri(shown, THUMB) if shown is not None else None,
+               "files": files, "thumb": webp_data_uri(shown, THUMB) if shown is not None else None,
                "heat": None, "heat_max": None}
         if heat and shown is not None and "reference" in files:
             reference = load_image(result, sample, "reference")
             if reference is not None and reference.shape == shown.shape:
                 image, peak = diff_heatmap(shown, reference)
-                row["heat"], row["heat_max"] = jpeg_data_uri(image, HEAT), round(peak, 1)
+                row["heat"], row["heat_max"] = webp_data_uri(image, HEAT), round(peak, 1)
         rows.append(row)
     return {"task": result.task, "columns": sample_metrics(result), "lower_is_better": sorted(LOWER_IS_BETTER),
             "default_sort": default_metric(result) or "", "roles": [[r, role_label(result.task, r)] for r in roles],
@@ -82,7 +82,8 @@ def browser_data(result) -> dict:
 
 def browser_html(result) -> str:
     """A self-contained `<section>` (style, data, script) to place in report.html."""
-    data = json.dumps(browser_data(result), ensure_ascii=False, allow_nan=False).replace("</", "<\\/")
+    # "<" only occurs inside JSON strings: as \u003c it can never close the script element or open a comment
+    data = json.dumps(browser_data(result), ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
     return (f'<section id="ldm-browser" class="ldm-browser">'
             f"<style>{_CSS}</style>{_CONTROLS}"
             f'<script type="application/json" id="ldm-browser-data">{data}</script>'

@@ -181,6 +181,7 @@ def test_report_html_fetches_nothing_hides_code_and_live_widgets_and_embeds_the_
     import re
 
     run = make_run(tmp_path / "run")
+    run.samples[0].caption = "a </script><script>alert(1)</script> <!-- caption"
     write_json(tmp_path / "run" / "run.json", dict(run.run, samples=[s.to_dict() for s in run.samples]))
     write_json(tmp_path / "run" / "metrics.json", run.metrics)
     widget = {"application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2, "version_minor": 0},
@@ -198,9 +199,10 @@ def test_report_html_fetches_nothing_hides_code_and_live_widgets_and_embeds_the_
     assert "secret_code" not in text and "live browser" not in text and "VBox(children" not in text
     assert "widget-state" not in text and "x" * 1000 not in text
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=[\"']?(https?:)?//", text)  # no CDN, no network
-    data = json.loads(re.search(r'id="ldm-browser-data">(.*?)</script>', text, re.S).group(1).replace("<\\/", "</"))
+    data = json.loads(re.search(r'id="ldm-browser-data">(.*?)</script>', text, re.S).group(1))
     assert [s["id"] for s in data["samples"]] == [s.id for s in run.samples]
     assert data["samples"][0]["files"]["result"] == run.samples[0].files["result"]
-    assert data["samples"][0]["thumb"].startswith("data:image/jpeg;base64,")
+    assert data["samples"][0]["thumb"].startswith("data:image/webp;base64,")
+    assert data["samples"][0]["caption"] == run.samples[0].caption and "alert(1)</script>" not in text
     without = report.export_html(tmp_path / "run" / "report.ipynb", tmp_path / "plain.html").read_text()
     assert "ldm-browser" not in without  # no run folder given: no browser

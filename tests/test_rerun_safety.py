@@ -174,12 +174,18 @@ def test_truncated_input_is_reported_before_any_file_is_written(folders, tmp_pat
 def test_a_crash_after_the_checks_leaves_a_finished_folder_as_it_was(folders, kernels, capsys):
     """The positive control of `kernels`: a valid rerun reaches the kernel start, which fails here; the
     finished run's files, its report included, stay byte-identical and the failure is one line."""
+    import tempfile
+    from pathlib import Path
+
     data, finished, _ = folders
     before = everything(finished)
+    staged = lambda: set(Path(tempfile.gettempdir()).glob(f"ldm-lab-{finished.name}-*"))
+    staging_before = staged()
     assert cli.main(_argv(data, finished)) == 1
     assert len(kernels) == 1
     assert "KernelStarted: a kernel was started" in _error(capsys)
     assert everything(finished) == before
+    assert staged() == staging_before  # the staging folder is removed after a crash too
 
 
 def test_skip_invalid_leaves_the_bad_file_out_and_records_it(tmp_path, kernels, capsys):
@@ -285,3 +291,33 @@ def test_compare_refuses_runs_of_different_tasks_before_a_kernel(folders, tmp_pa
     assert cli.main(["compare", str(finished), str(other), "--output_dir", str(tmp_path / "cmp")]) == 2
     assert "differ in dataset fingerprint" in _error(capsys)
     assert not (tmp_path / "cmp").exists() and kernels == []
+
+
+def test_demo_fetches_missing_metric_weights_only_when_their_host_answers(monkeypatch, tmp_path, capsys):
+    """No network in tests: the host check is a refused local port, or a stub that answers."""
+    import socket
+
+    from ldm_lab import weights
+
+    monkeypatch.setenv("LDM_LAB_WEIGHTS", str(tmp_path / "none"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    fetched = []
+    monkeypatch.setattr(weights, "fetch", lambda name: fetched.append(name) or tmp_path / name)
+
+    def refused(address, timeout):
+        assert timeout <= 3
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    commands._fetch_metric_weights()
+    err = capsys.readouterr().err
+    assert "not reachable" in err and "the demo runs offline" in err and fetched == []
+
+    class Answer:
+        def close(self):
+            pass
+
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: Answer())
+    commands._fetch_metric_weights()
+    assert fetched == [n for n in weights.REGISTRY if weights.find(n) is None] and fetched
+    assert cli.build_parser().parse_args(["demo", "--offline"]).offline is True
