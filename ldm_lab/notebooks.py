@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import inspect
 import io
+import json
 import logging
 import tokenize
 from dataclasses import dataclass
@@ -76,15 +77,18 @@ def notebook_path(name: str | Path) -> Path:
 
 
 def notebook_parameters(path: str | Path) -> dict[str, Parameter]:
-    """The typed literals of the cell tagged `parameters`, in order (papermill's convention)."""
-    import nbformat
+    """The typed literals of the cell tagged `parameters`, in order (papermill's convention).
 
+    Read as plain JSON (nbformat v4 on disk), not through nbformat, whose schema validator takes seconds to
+    import: the CLI builds its options from these before it can report a bad argument.
+    """
     path = notebook_path(path)
-    nb = nbformat.read(path, as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise ValueError(f"{path}: expected one cell tagged `parameters`, found {len(cells)}")
-    source = cells[0].source
+    source = cells[0]["source"]
+    source = "".join(source) if isinstance(source, list) else source
     comments = {tok.start[0]: tok.string.lstrip("#").strip()
                 for tok in tokenize.generate_tokens(io.StringIO(source).readline)
                 if tok.type == tokenize.COMMENT}
