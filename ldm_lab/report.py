@@ -202,6 +202,27 @@ LIVE_ONLY = "live-only"  # cell tag: the cell needs a kernel (ipywidgets); left 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
+PHOTO_PNG_BYTES = 256 * 1024  # a plot PNG larger than this is mostly photos (sample grids)
+
+
+def _photo_png_as_jpeg(data: dict) -> None:
+    """In report.html only: re-encode a large PNG output (a grid of sample images) as JPEG (quality 88) when
+    that at least halves it; the executed notebook keeps the PNG. Line plots stay PNG (they are small)."""
+    import base64
+
+    from PIL import Image
+
+    png = data.get("image/png")
+    if not isinstance(png, str) or len(png) * 3 // 4 < PHOTO_PNG_BYTES:
+        return
+    with Image.open(io.BytesIO(base64.b64decode(png))) as img:
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="JPEG", quality=88, optimize=True)
+    if buf.tell() * 2 <= len(png) * 3 // 4:
+        del data["image/png"]
+        data["image/jpeg"] = base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def export_html(notebook: str | Path, html_path: str | Path | None = None, *, run_dir: str | Path | None = None) -> Path:
     """Executed notebook -> report.html that opens offline: outputs only (code folded away), images embedded,
     nothing fetched from a CDN (`templates/ldm_report`), cells tagged `live-only` left out and, for a task
@@ -226,6 +247,8 @@ def export_html(notebook: str | Path, html_path: str | Path | None = None, *, ru
     for cell in nb.cells:  # widget views (progress bars) have nothing to show without a kernel
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.get("outputs", []) if WIDGET_VIEW not in o.get("data", {})]
+            for output in cell.outputs:
+                _photo_png_as_jpeg(output.get("data", {}))
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
     if run_dir is not None and (Path(run_dir) / "metrics.json").is_file():
         from ldm_lab.report_browser import browser_html

@@ -127,7 +127,8 @@ def test_per_sample_csv_and_executed_report(runs, task):
     assert widget_views, "the sample browser must be a real widget"
     assert "application/vnd.jupyter.widget-state+json" in nb.metadata["widgets"]
     html = (folder / "report.html").read_text()
-    assert "model [95% CI]" in html and html.count("data:image/png;base64") >= 3
+    assert "model [95% CI]" in html  # plots embedded (sample grids as JPEG, the rest PNG):
+    assert html.count("data:image/png;base64") + html.count("data:image/jpeg;base64") >= 3
 
 
 @pytest.mark.slow
@@ -229,3 +230,22 @@ def test_task_options_come_from_the_runner_signatures():
     assert args.ddim_steps == 9 and args.eta == 0.5 and args.sampler == "ddim" and args.fid is True
     assert parser.parse_args(["superres", "--no-lpips"]).lpips is False
     assert parser.parse_args(["inpainting"]).resolution == "512"  # the runner's default, not the demo notebook's
+
+
+@pytest.mark.slow
+def test_sweep_makes_one_run_per_value_then_their_comparison(tmp_path, capsys):
+    out = tmp_path / "guidance"
+    argv = ["sweep", "text2img", "--scale", "1", "7.5", "--dataset_root", str(DATA / "text2img_dataset"),
+            "--config_path", str(CONFIGS / "txt2img.yaml"), "--model_path", str(MODELS / "txt2img.ckpt"),
+            "--max_samples", "3", "--ddim_steps", "2", "--no-fid", "--no-clip", "--output_dir", str(out)]
+    assert cli.main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["compare", "scale=1", "scale=7.5"]
+    for value, scale in (("1", 1.0), ("7.5", 7.5)):
+        run = json.loads((out / f"scale={value}" / "run.json").read_text())
+        assert run["status"] == "complete" and run["resume_key"]["guidance_scale"] == scale
+        assert (out / f"scale={value}" / "report.html").is_file()
+    nb = nbformat.read(out / "compare" / "report.ipynb", as_version=4)
+    assert nb.metadata["papermill"]["parameters"]["param"] == "scale"
+    assert (out / "compare" / "report.html").is_file() and (out / "compare" / "paired.csv").is_file()
+    err = capsys.readouterr().err
+    assert err.count("ldm-lab: checked ") == 2 and err.index("scale=7.5: new run") < err.index("executing")

@@ -206,3 +206,29 @@ def test_report_html_fetches_nothing_hides_code_and_live_widgets_and_embeds_the_
     assert data["samples"][0]["caption"] == run.samples[0].caption and "alert(1)</script>" not in text
     without = report.export_html(tmp_path / "run" / "report.ipynb", tmp_path / "plain.html").read_text()
     assert "ldm-browser" not in without  # no run folder given: no browser
+
+
+def test_large_photo_plots_become_jpeg_in_report_html_only(tmp_path):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def png(array):
+        buf = io.BytesIO()
+        Image.fromarray(array).save(buf, format="PNG")
+        return base64.b64encode(buf.getvalue()).decode()
+
+    rng = np.random.default_rng(0)
+    photo = png(rng.integers(0, 256, (400, 400, 3), dtype=np.uint8))  # ~480 kB of noise: a grid of samples
+    plot = png(np.full((200, 300, 3), 255, np.uint8))  # a small line-plot-like PNG
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("grid", outputs=[
+        nbformat.v4.new_output("display_data", {"image/png": photo, "text/plain": "<Figure>"}),
+        nbformat.v4.new_output("display_data", {"image/png": plot, "text/plain": "<Figure>"})])])
+    nbformat.write(nb, tmp_path / "report.ipynb")
+    text = report.export_html(tmp_path / "report.ipynb").read_text()
+    assert text.count("data:image/jpeg;base64,") == 1
+    assert photo not in text and plot in text
+    kept = nbformat.read(tmp_path / "report.ipynb", as_version=4).cells[0].outputs[0].data
+    assert kept["image/png"] == photo  # the notebook itself is untouched
