@@ -25,7 +25,7 @@ import numpy as np
 
 from ldm_lab.metrics.bootstrap import CONFIDENCE, N_RESAMPLES, SEED
 from ldm_lab.plots import LOWER_IS_BETTER, is_number, sample_metrics
-from ldm_lab.report import Table, run_label
+from ldm_lab.report import Table, output_folder, run_label
 
 FID_RESAMPLES = 100
 
@@ -112,9 +112,10 @@ def paired(reference, run, metric: str) -> Paired:
                   why if ci else "one pair: no CI")
 
 
-def paired_table(results: list, *, output_dir: str | Path = "") -> Table:
+def paired_table(results: list, *, output_dir: str | Path = "", run_id: str = "") -> Table:
     """Every per-sample metric of every run against the first run: means, mean delta [paired 95% CI],
-    Wilcoxon p and which run the CI favours; written to paired.csv when a folder is given."""
+    Wilcoxon p and which run the CI favours; written to paired.csv when a folder is given (as
+    `report.compare_table`: reports/<run_id>, else `output_dir`, relative to the repository)."""
     check_comparable(results)
     reference, labels = results[0], [run_label(r, results) for r in results]
     rows = []
@@ -130,9 +131,9 @@ def paired_table(results: list, *, output_dir: str | Path = "") -> Table:
     header = ["run", "metric", "N pairs", "reference mean", "run mean", "mean delta [95% CI]", "Wilcoxon p",
               "better (CI)", "note"]
     table = Table(f"paired per-sample differences against {labels[0]} (delta = run − reference)", header, rows)
-    if output_dir:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        table.to_csv(Path(output_dir) / "paired.csv")
+    folder = output_folder(output_dir, run_id)
+    if folder is not None:
+        table.to_csv(folder / "paired.csv")
     return table
 
 

@@ -175,6 +175,17 @@ def run_label(result, others: list | None = None) -> str:
     return label + ("" if not keys else " (" + ", ".join(f"{k}={mine.get(k)}" for k in keys) + ")")
 
 
+def output_folder(output_dir: str | Path = "", run_id: str = "") -> Path | None:
+    """Where a comparison writes its CSV files (created): reports/<run_id>, else `output_dir` (relative: to the
+    repository, whatever the kernel's working directory), else None."""
+    folder = PROJECT_ROOT / "reports" / run_id if run_id else (Path(output_dir) if output_dir else None)
+    if folder is None:
+        return None
+    folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def compare_table(results: list, *, output_dir: str = "", run_id: str = "") -> Table:
     """Metrics of several runs side by side (value [95% CI]); written to compare.csv when a folder is given."""
     labels = [run_label(r, results) for r in results]
@@ -189,10 +200,8 @@ def compare_table(results: list, *, output_dir: str = "", run_id: str = "") -> T
             row[label] = format_metric(_metric_entries(r.metrics.get(part)).get(name))
         rows.append(row)
     table = Table(f"{len(results)} runs compared", ["metric", *labels], rows)
-    folder = PROJECT_ROOT / "reports" / run_id if run_id else (Path(output_dir) if output_dir else None)
+    folder = output_folder(output_dir, run_id)
     if folder is not None:
-        folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
-        folder.mkdir(parents=True, exist_ok=True)
         table.to_csv(folder / "compare.csv")
     return table
 

@@ -108,3 +108,15 @@ def test_set_statistic_bootstrap_resamples_the_same_samples_in_every_run():
     assert 0 < low < high  # f2 is shifted away from the reference in every resample
     with pytest.raises(ValueError, match="same 30 samples"):
         compare.bootstrap_set_statistic([f1[:10]], real, stat, n_resamples=2)
+
+
+def test_paired_csv_lands_relative_to_the_repository_whatever_the_working_directory(tmp_path, monkeypatch):
+    from ldm_lab import report
+
+    monkeypatch.setattr(report, "PROJECT_ROOT", tmp_path / "repo")
+    monkeypatch.chdir(tmp_path)  # as nbval runs a notebook from notebooks/
+    a, b = _pair(tmp_path, [10.0, 11.0], [11.0, 12.0])
+    compare.paired_table([a, b], output_dir="reports/x")
+    assert (tmp_path / "repo" / "reports" / "x" / "paired.csv").is_file() and not (tmp_path / "reports").exists()
+    compare.paired_table([a, b], output_dir="ignored", run_id="r1")
+    assert (tmp_path / "repo" / "reports" / "r1" / "paired.csv").is_file()
