@@ -321,3 +321,25 @@ def test_demo_fetches_missing_metric_weights_only_when_their_host_answers(monkey
     commands._fetch_metric_weights()
     assert fetched == [n for n in weights.REGISTRY if weights.find(n) is None] and fetched
     assert cli.build_parser().parse_args(["demo", "--offline"]).offline is True
+
+
+def test_folders_from_before_per_image_digests_are_checked_by_their_dataset_fingerprint(folders, tmp_path):
+    from ldm_lab.results import write_json
+
+    data, finished, _ = folders
+    old = tmp_path / "old"
+    shutil.copytree(finished, old)
+    run = json.loads(read_text(old / "run.json"))
+    run["resume_key"].pop("dataset_selection")
+    run["resume_key"]["dataset_fingerprint"] = run["dataset"]["fingerprint"]
+    for sample in run["samples"]:
+        sample.pop("inputs_sha256")
+    write_json(old / "run.json", run)
+    check = preflight("inpainting", _params(_argv(data, old)))
+    assert (check.resumed, check.finished) == (True, 2)
+    run["resume_key"]["dataset_fingerprint"] = "0" * 64  # the dataset changed since that run
+    write_json(old / "run.json", run)
+    before = everything(old)
+    with pytest.raises(ValueError, match="dataset_fingerprint: run.json has '0000"):
+        preflight("inpainting", _params(_argv(data, old)))
+    assert everything(old) == before
