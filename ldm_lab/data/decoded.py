@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from ldm_lab.data.files import write_json_atomic
-from ldm_lab.data.fingerprint import cache_dir, cached_sha256
+from ldm_lab.data.fingerprint import cache_dir, cached_sha256, save_hashes
 
 CACHE_FILE = "decoded-ok.json"
 VERSION = "ldm-lab-full-decode-v1"  # bump when what "decodes completely" checks changes
@@ -38,7 +38,7 @@ def _load() -> set[str]:
 
 
 def content_id(path: Path) -> str:
-    return cached_sha256([Path(path)])[Path(path)][1]
+    return cached_sha256([Path(path)], save=False)[Path(path)][1]  # written once, by `flush`
 
 
 def known_good(path: Path) -> bool:
@@ -57,7 +57,9 @@ def remember_good(path: Path) -> None:
 
 
 def flush() -> None:
-    """Write the set to the cache folder (after a reader has checked its files); a read-only home is fine."""
+    """Write the set, and the content hashes it was looked up by, to the cache folder (after a reader has
+    checked its files); a read-only home is fine."""
+    save_hashes()
     with _LOCK:
         folder = cache_dir()
         if not _STATE["dirty"] or folder is None:

@@ -30,43 +30,66 @@ def cache_dir() -> Path | None:
     return Path(value) if value else None
 
 
+_DISK: dict[str, tuple[tuple[int, int], dict[str, list]]] = {}  # folder -> (file size/mtime, entries)
+_UNSAVED: dict[str, dict[str, tuple[int, int, str]]] = {}  # folder -> hashes not yet written (save=False)
+
+
 def _load_disk_cache(folder: Path | None) -> dict[str, list]:
+    """The JSON cache's entries (read again only when the file changed; do not modify the result)."""
     if folder is None or not (folder / CACHE_FILE).is_file():
         return {}
     try:
+        stat = os.stat(folder / CACHE_FILE)
+        version = (stat.st_size, stat.st_mtime_ns)
+        if str(folder) in _DISK and _DISK[str(folder)][0] == version:
+            return _DISK[str(folder)][1]
         data = json.loads((folder / CACHE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}  # a damaged cache only costs re-hashing; it is rewritten below
-    return data if isinstance(data, dict) else {}
+        return {}  # a damaged cache only costs re-hashing; it is rewritten by `save_hashes`
+    data = data if isinstance(data, dict) else {}
+    _DISK[str(folder)] = (version, data)
+    return data
 
 
-def cached_sha256(paths: Iterable[Path]) -> dict[Path, tuple[int, str]]:
-    """(size, sha256) per path, hashing only files whose (path, size, mtime_ns) is not cached."""
+def cached_sha256(paths: Iterable[Path], *, save: bool = True) -> dict[Path, tuple[int, str]]:
+    """(size, sha256) per path, hashing only files whose (path, size, mtime_ns) is not cached.
+
+    New hashes are written to the JSON cache before returning, or with `save=False` kept for one later
+    `save_hashes()` (callers that ask file by file, so the cache is not rewritten once per file).
+    """
     folder = cache_dir()
-    disk = None
-    result, changed = {}, False
+    pending = _UNSAVED.setdefault(str(folder), {})
+    result = {}
     for path in paths:
         key = str(Path(path).resolve())
         stat = os.stat(key)
         entry = _MEMORY.get(key)
         if entry is None or entry[:2] != (stat.st_size, stat.st_mtime_ns):
-            if disk is None:
-                disk = _load_disk_cache(folder)
-            stored = disk.get(key)
+            stored = _load_disk_cache(folder).get(key)
             if stored and tuple(stored[:2]) == (stat.st_size, stat.st_mtime_ns):
                 entry = (stat.st_size, stat.st_mtime_ns, stored[2])
             else:
                 entry = (stat.st_size, stat.st_mtime_ns, sha256_of(key))
-                disk[key] = list(entry)
-                changed = True
+                pending[key] = entry
             _MEMORY[key] = entry
         result[path] = (entry[0], entry[2])
-    if changed and folder is not None:
-        try:
-            write_json_atomic(folder / CACHE_FILE, disk)
-        except OSError:
-            pass  # read-only home: the in-memory cache still serves this process
+    if save:
+        save_hashes()
     return result
+
+
+def save_hashes() -> None:
+    """Write the hashes computed since the last write into the JSON cache of `cache_dir()` (one write)."""
+    folder = cache_dir()
+    pending = _UNSAVED.pop(str(folder), {})
+    if not pending or folder is None:
+        return
+    disk = dict(_load_disk_cache(folder))  # merged into what is there now (another process may have added)
+    disk.update({key: list(entry) for key, entry in pending.items()})
+    try:
+        write_json_atomic(folder / CACHE_FILE, disk)
+    except OSError:
+        pass  # read-only home: the in-memory cache still serves this process
 
 
 def dataset_fingerprint(
