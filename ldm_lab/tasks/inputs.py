@@ -105,25 +105,30 @@ def vocab_file(tokenizer: str | Path | None, config: Path) -> Path:
         raise FileNotFoundError(f"`tokenizer`: {err}") from None
 
 
+def _misfit(err: ldm.CheckpointError, config_arg: str, ckpt_arg: str) -> ValueError:
+    return ValueError(f"`{ckpt_arg}` does not fit `{config_arg}`: {err}")
+
+
 def check_pairing(config: str | Path, ckpt: str | Path, config_arg: str, ckpt_arg: str) -> None:
     """The checkpoint must fit the config (names and shapes only, nothing loaded): one line naming both
-    arguments and the architecture difference (`ldm.check_pairing`)."""
+    arguments and the architecture difference (`ldm.check_pairing`). For `check_only` runs: a run that
+    loads the model gets the same error from `load_task_model`, before the folder is touched."""
     try:
         ldm.check_pairing(config, require_file(ckpt, ckpt_arg))
     except ldm.CheckpointError as err:
-        raise ValueError(f"`{ckpt_arg}` does not fit `{config_arg}`: {err}") from None
+        raise _misfit(err, config_arg, ckpt_arg) from None
 
 
-def load_task_model(task: str, config: Path, ckpt: str | Path, *, ckpt_arg: str, device: torch.device,
-                    dtype: torch.dtype, vocab: Path | None = None, channels_last: bool = False,
-                    compile_unet: bool = False) -> ldm.LatentDiffusion:
+def load_task_model(task: str, config: Path, ckpt: str | Path, *, config_arg: str, ckpt_arg: str,
+                    device: torch.device, dtype: torch.dtype, vocab: Path | None = None,
+                    channels_last: bool = False, compile_unet: bool = False) -> ldm.LatentDiffusion:
     """`ldm.load` (strict, safe) with errors that name the argument; text models get `vocab` checked;
     then `ldm.optimize` (channels_last, torch.compile of the UNet) when asked for."""
     ckpt = require_file(ckpt, ckpt_arg)
     try:
         model = ldm.load(config, ckpt, device=device, dtype=dtype)
     except ldm.CheckpointError as err:
-        raise ValueError(f"`{ckpt_arg}` does not fit the config: {err}") from None
+        raise _misfit(err, config_arg, ckpt_arg) from None
     if vocab is not None:
         tokenizer = model.set_tokenizer(str(vocab))
         size = model.config.text_encoder.vocab_size

@@ -152,7 +152,8 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
     dataset = dataset_info(data, dataset_path)
     model_info = {"config": str(config), "config_sha256": file_hash(config), "checkpoint": str(checkpoint),
                   "checkpoint_sha256": file_hash(require_file(checkpoint, "checkpoint"))}
-    check_pairing(config, checkpoint, "config", "checkpoint")
+    if check_only:  # a real run finds a misfit when it loads the model, before the folder is touched
+        check_pairing(config, checkpoint, "config", "checkpoint")
     key = {"config_sha256": model_info["config_sha256"], "checkpoint_sha256": model_info["checkpoint_sha256"],
            "sampler": sampler, "steps": steps, "eta": float(eta), "seed": seed, "scale": scale, "tile": tile,
            "tile_size": tile_size, "tile_stride": tile_stride, "dataset_selection": data.selection_params(),
@@ -172,7 +173,7 @@ def run_superres(*, dataset_path: str = "data/demo/super-resolution_dataset", ou
                                     sampling=sampling, seed=seed, device=dev, dtype=dtype_name(dt), plan=plan)
     # 4. Load the model if an image is unfinished, start the folder, sample.
     ldm_model = engine.start_run(folder, plan, manifest, lambda: load_task_model(
-        "superres", config, checkpoint, ckpt_arg="checkpoint", device=dev, dtype=dt,
+        "superres", config, checkpoint, config_arg="config", ckpt_arg="checkpoint", device=dev, dtype=dt,
         channels_last=channels_last, compile_unet=compile_unet))
 
     def produce(batch: list[engine.Planned], save, done) -> None:
