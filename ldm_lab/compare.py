@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ldm_lab.metrics.bootstrap import CONFIDENCE, N_RESAMPLES, SEED
+from ldm_lab.metrics.bootstrap import CONFIDENCE, SEED, bootstrap_ci
 from ldm_lab.plots import LOWER_IS_BETTER, is_number, sample_metrics
 from ldm_lab.report import Table, output_folder, run_label
 
@@ -79,17 +79,6 @@ def paired_deltas(reference, run, metric: str) -> tuple[list[str], np.ndarray, n
     return ids, np.asarray(a), np.asarray(b)
 
 
-def paired_bootstrap_ci(a: np.ndarray, b: np.ndarray, *, n_resamples: int = N_RESAMPLES,
-                        confidence: float = CONFIDENCE, seed: int = SEED) -> tuple[float, float]:
-    """Percentile CI of mean(b − a), resampling sample indices (pairs stay together)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), size=(n_resamples, len(a)))
-    stats = (b[idx] - a[idx]).mean(axis=1)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(stats, [alpha, 1 - alpha])
-    return float(low), float(high)
-
-
 def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> tuple[float | None, str]:
     """Two-sided Wilcoxon signed-rank p-value of b − a, or (None, why)."""
     from scipy.stats import wilcoxon
@@ -107,7 +96,7 @@ def paired(reference, run, metric: str) -> Paired:
     if not ids:
         return Paired(metric, 0, math.nan, math.nan, math.nan, None, None, "no sample with a value in both runs")
     p, why = wilcoxon_p(a, b)
-    ci = paired_bootstrap_ci(a, b) if len(ids) > 1 else None
+    ci = bootstrap_ci(b - a) if len(ids) > 1 else None  # resampling the deltas keeps each pair together
     return Paired(metric, len(ids), float(a.mean()), float(b.mean()), float((b - a).mean()), ci, p,
                   why if ci else "one pair: no CI")
 
