@@ -271,26 +271,23 @@ def _demo(args) -> int:
     if not args.offline:
         _fetch_metric_weights()
     folder_of = {task: name for name, (task, _) in DEMO_SWEEPS.items()}
-    plan = []  # (task, folder, parameters) of every run, checked before the first one starts
+    plan = []  # (task, parameters) of every run: the notebook's defaults, one folder per swept value
     for task, option, values in DEMO_PLAN:
         if option is None:
-            plan.append((task, out / task, {"output_dir": str(out / task), "overwrite": args.overwrite}))
-        for value in values:
-            folder = out / folder_of[task] / f"{option}={value:g}" if isinstance(value, float) else \
-                out / folder_of[task] / f"{option}={value}"
-            plan.append((task, folder, {"output_dir": str(folder), "overwrite": args.overwrite, option: value}))
-    for task, _, params in plan:
-        preflight(task, dict(notebook_defaults(task), **params))
-    reports = []
-    for task, folder, params in plan:
-        if code := _run_and_export(task, folder, params, debug=args.debug):
-            return code
-        reports.append(folder)
+            runs = [({}, out / task)]
+        else:  # folders named as `ensure_demo_runs` reads them: scale=7.5, sampler=ddim
+            runs = [({option: v}, out / folder_of[task] / f"{option}={v:g}" if isinstance(v, float)
+                     else out / folder_of[task] / f"{option}={v}") for v in values]
+        for change, folder in runs:
+            plan.append((task, dict(notebook_defaults(task), **change, output_dir=str(folder), overwrite=args.overwrite)))
+    if code := _check_then_run(plan, debug=args.debug):
+        return code
+    reports = [Path(params["output_dir"]) for _, params in plan]
     for task, option, _ in DEMO_PLAN:
         if option is None:
             continue
         parent = out / folder_of[task]
-        compare = {"run_dirs": [str(f) for t, f, _ in plan if t == task], "output_dir": str(parent / "compare"),
+        compare = {"run_dirs": [p["output_dir"] for t, p in plan if t == task], "output_dir": str(parent / "compare"),
                    "param": option}
         if task == "inpainting":
             compare.update(x_metric="psnr_hole", y_metric="ssim_hole_bbox")
@@ -301,6 +298,16 @@ def _demo(args) -> int:
     for folder in reports:
         print(f"  {folder / 'report.html'}")
     print("open them in a browser (no server needed), or the notebooks in JupyterLab: make lab")
+    return 0
+
+
+def _check_then_run(runs: list[tuple[str, dict]], *, debug: bool) -> int:
+    """Check every (task, parameters) run (`preflight`) before the first starts, then run each notebook."""
+    for task, parameters in runs:
+        preflight(task, parameters)
+    for task, parameters in runs:
+        if code := _run_and_export(task, Path(parameters["output_dir"]), parameters, debug=debug):
+            return code
     return 0
 
 
@@ -383,11 +390,8 @@ def _sweep(args) -> int:
         parsed = task_parser.parse_args([*rest, flag, value, "--output_dir", str(parent / f"{flag.lstrip('-')}={value}")])
         runs.append(task_parameters(args.task, parsed))
     dests = [name for name in runs[0] if len({repr(r[name]) for r in runs}) > 1 and name != "output_dir"]
-    for parameters in runs:  # every value is checked before the first run starts
-        preflight(args.task, parameters)
-    for parameters in runs:
-        if code := _run_and_export(args.task, Path(parameters["output_dir"]), parameters, debug=args.debug):
-            return code
+    if code := _check_then_run([(args.task, parameters) for parameters in runs], debug=args.debug):
+        return code
     compare = {"run_dirs": [r["output_dir"] for r in runs], "output_dir": str(parent / "compare"),
                "param": dests[0] if dests else ""}
     return _run_and_export("compare", parent / "compare", compare, debug=args.debug)
