@@ -239,9 +239,10 @@ def ensure_demo_runs(run_dirs: list[str], *, smoke: bool = False) -> list[str]:
             task, option = DEMO_SWEEPS[path.parent.name]
             name, value = path.name.split("=", 1)
             if name == option:  # one value of a demo sweep: the notebook's defaults and that value
-                default = notebook_defaults(task)[option]
+                defaults = notebook_defaults(task)
+                default = defaults[option]
                 typed = type(default)(value) if isinstance(default, (int, float)) and not isinstance(default, bool) \
                     else value
-                run_task(task, **dict(notebook_defaults(task), output_dir=str(path), **{option: typed}))
+                run_task(task, **dict(defaults, output_dir=str(path), **{option: typed}))
                 made.append(str(path))
     return made
