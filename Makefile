@@ -28,7 +28,7 @@ test: setup browser
 	$(VPY) -m pytest -q
 
 lint: setup
-	$(VPY) -m ruff check ldm ldm_lab tests benchmarks
+	$(VPY) -m ruff check ldm ldm_lab tests benchmarks scripts
 
 bench: setup
 	$(VPY) benchmarks/sampling.py

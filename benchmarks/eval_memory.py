@@ -51,11 +51,11 @@ def child(args) -> None:
     """Run one evaluation and print the peak RSS (MiB) and timings as JSON."""
     import torch
 
-    from ldm_lab.demo_models import ensure_demo_models
+    from ldm_lab.demo_models import ensure_random_models
     from ldm_lab.tasks import run_text2img
 
     torch.set_num_threads(args.threads)
-    config, ckpt = ensure_demo_models(args.models)["txt2img"]
+    config, ckpt = ensure_random_models(args.models)["txt2img"]
     extra = {}
     if args.metrics == "standins":
         from ldm_lab.metrics.stand_ins import save_random_inception_weights, save_tiny_open_clip

@@ -29,7 +29,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ldm_lab.data import prepare_demo  # noqa: E402
-from ldm_lab.demo_models import ensure_demo_models  # noqa: E402
+from ldm_lab.demo_models import ensure_random_models  # noqa: E402
 from ldm_lab.tasks import TASKS  # noqa: E402
 
 RESULTS = {"text2img": "generated_*.png", "superres": "sr/*.png", "inpainting": "inpainted_*.png"}
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="ldm-lab-throughput-"))
     try:
-        models = ensure_demo_models(root / "models")
+        models = ensure_random_models(root / "models")
         config, ckpt = models["txt2img" if args.task == "text2img" else args.task]
         data = datasets(root, args.task, args.images, args.resolution)
         names = {"text2img": ("config_path", "model_path", "ddim_steps"), "superres": ("config", "checkpoint", "steps"),

@@ -80,12 +80,14 @@ class DiffusionConfig:
 
     @classmethod
     def tiny(cls, family: str) -> DiffusionConfig:
+        # the demo's VQ first stages: 64 channels at every level (GroupNorm pairs) and 4096 codes
+        vq = {"ch_mult": (2, 2, 2), "n_embed": 4096}
         if family == "inpainting":
             return replace(cls.inpainting_big(), unet=UNetConfig.tiny("inpainting"),
-                           first_stage=AutoencoderConfig.tiny("vq", "none"), image_size=16)
+                           first_stage=replace(AutoencoderConfig.tiny("vq", "none"), **vq), image_size=16)
         if family == "superres":
-            return replace(cls.bsr_sr(), unet=UNetConfig.tiny("superres"), first_stage=AutoencoderConfig.tiny("vq"),
-                           image_size=16)
+            return replace(cls.bsr_sr(), unet=UNetConfig.tiny("superres"),
+                           first_stage=replace(AutoencoderConfig.tiny("vq"), **vq), image_size=16)
         if family == "txt2img":
             return replace(cls.txt2img_1p4b(), unet=UNetConfig.tiny("txt2img"), first_stage=AutoencoderConfig.tiny("kl"),
                            # heads/dim_head keep upstream's fixed 8 x 64 (a CompVis YAML cannot change them)

@@ -67,7 +67,7 @@ class UNetConfig:
             return cls(7, 3, 32, (2,), num_res_blocks=1, channel_mult=(1, 2), num_heads=2, resblock_updown=True,
                        image_size=16)
         if family == "superres":
-            return cls(6, 3, 32, (2,), num_res_blocks=1, channel_mult=(1, 2), num_head_channels=16, image_size=16)
+            return cls(6, 3, 64, (2,), num_res_blocks=1, channel_mult=(1, 1), num_head_channels=16, image_size=16)
         if family == "txt2img":
             return cls(4, 4, 32, (1, 2), num_res_blocks=1, channel_mult=(1, 2), num_heads=2,
                        use_spatial_transformer=True, context_dim=32, legacy=False, image_size=8)

@@ -254,7 +254,7 @@ def sample_sharded(task: str, parameters: dict) -> bool:
 
 
 # The demo's questions: a text-to-image guidance sweep and inpainting DDIM vs DPM-Solver++(2M) at equal steps
-# (tiny random models: the numbers are noise, the mechanics are real), plus one super-resolution run.
+# with the trained tiny demo models (models/demo/, scripts/train_demo_models.py), plus one super-resolution run.
 DEMO_PLAN = (("superres", None, ()), ("text2img", "scale", (1.0, 3.0, 7.5)), ("inpainting", "sampler", ("ddim", "dpmpp2m")))
 
 
@@ -262,11 +262,11 @@ def _demo(args) -> int:
     """Demo models and data if missing; the metric weights when the network answers; a super-resolution run,
     a text-to-image guidance sweep and an inpainting sampler comparison, each sweep with its comparison."""
     from ldm_lab.data.demo import prepare_demo
-    from ldm_lab.demo_models import ensure_demo_models
+    from ldm_lab.demo_models import demo_models
     from ldm_lab.notebooks import DEMO_SWEEPS
 
     out = _in_project(_absolute(args.out, DEMO_OUT))
-    ensure_demo_models(PROJECT_ROOT / "models" / "demo")
+    demo_models(PROJECT_ROOT / "models" / "demo")  # the committed trained checkpoints, checked
     prepare_demo(PROJECT_ROOT / "data" / "demo")
     if not args.offline:
         _fetch_metric_weights()

@@ -1,11 +1,16 @@
-"""Demo checkpoints: the tiny configs (`configs/tiny/`) with deterministic random weights, CompVis format.
+"""Demo checkpoints of the tiny configs (`configs/tiny/`), CompVis format: trained ones and random ones.
 
-Each family is built through `ldm.build_model` and initialised from its own seeded CPU generator with a
-scaled init (norm gains around 1, other weights ~ N(0, 1/fan_in)) so decoded images have structure and
-contrast instead of a flat grey; the noise schedule is kept. The file is `{"state_dict": ...}` like an
+`demo_models()` returns the trained checkpoints committed in `models/demo/` (made by
+`scripts/train_demo_models.py` from scikit-image's photos; the demo and the notebooks' defaults use them),
+after checking them against `models/demo/demo_models.json`: a missing or modified checkpoint, or a config
+changed since training, is an error that says how to restore or retrain, never a silent substitute.
+
+`ensure_random_models()` writes the seeded random models the test suite uses. Each family is built
+through `ldm.build_model` and initialised from its own seeded CPU generator with a scaled init (norm gains
+around 1, other weights ~ N(0, 1/fan_in)) so decoded images have structure and contrast instead of a flat grey; the noise schedule is kept. The file is `{"state_dict": ...}` like an
 upstream checkpoint, with `model_ema.*` copies when the config samples with EMA weights, and
 `cond_stage_model.*` equal to `first_stage_model.*` for the inpainting family (upstream holds both).
-`models_dir/demo_models.json` records version, seeds and hashes: a second call is a no-op unless a config
+`models_dir/random_models.json` records version, seeds and hashes: a second call is a no-op unless a config
 changed or a checkpoint is missing or modified. Numbers from these models measure nothing but the pipeline.
 """
 
@@ -22,10 +27,13 @@ from ldm_lab.data.files import write_bytes_atomic
 from ldm_lab.data.fingerprint import cached_sha256
 from ldm_lab.results import read_json, write_json
 
-DEMO_VERSION = 1
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "tiny"
+RANDOM_VERSION = 2
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = PROJECT_ROOT / "configs" / "tiny"
+DEMO_DIR = PROJECT_ROOT / "models" / "demo"
 SEEDS = {"inpainting": 1, "superres": 2, "txt2img": 3}
-STAMP = "demo_models.json"
+STAMP, RANDOM_STAMP = "demo_models.json", "random_models.json"
+RETRAIN = "scripts/train_demo_models.py"
 
 
 def demo_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -70,13 +78,43 @@ def build_demo_checkpoint(family: str, config: Path) -> bytes:
     return buffer.getvalue()
 
 
-def ensure_demo_models(models_dir: str | Path = "models/demo") -> dict[str, tuple[Path, Path]]:
-    """Create (if missing or stale) the three demo checkpoints; returns {family: (config, checkpoint)}."""
+def demo_models(models_dir: str | Path = DEMO_DIR) -> dict[str, tuple[Path, Path]]:
+    """The trained demo checkpoints, checked against `demo_models.json`; returns {family: (config, checkpoint)}.
+
+    Raises FileNotFoundError for a missing file and ValueError for a checkpoint whose sha256 differs from the
+    record or a tiny config changed since training, each naming the file and the way back.
+    """
     folder = Path(models_dir)
     stamp_path = folder / STAMP
+    restore = (f"restore the committed files with `git checkout -- {folder.as_posix()}` or retrain them with "
+               f"`.venv/bin/python {RETRAIN} --out {folder.as_posix()}`")
+    if not stamp_path.is_file():
+        raise FileNotFoundError(f"demo model record not found: {stamp_path}; {restore}")
+    stamp = read_json(stamp_path)
+    out = {}
+    for family in SEEDS:
+        config, ckpt, entry = CONFIG_DIR / f"{family}.yaml", folder / f"{family}.ckpt", stamp.get(family)
+        if not entry:
+            raise ValueError(f"{stamp_path} has no entry for {family!r}; {restore}")
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"demo checkpoint not found: {ckpt}; {restore}")
+        if cached_sha256([ckpt])[ckpt][1] != entry.get("checkpoint_sha256"):
+            raise ValueError(f"demo checkpoint {ckpt} is not the one recorded in {stamp_path} (sha256 differs); {restore}")
+        if cached_sha256([config])[config][1] != entry.get("config_sha256"):
+            raise ValueError(f"{config} changed since the demo models were trained (sha256 differs from "
+                             f"{stamp_path}); restore it with `git checkout -- {config.relative_to(PROJECT_ROOT).as_posix()}` "
+                             f"or retrain with `.venv/bin/python {RETRAIN} --out {folder.as_posix()}`")
+        out[family] = (config, ckpt)
+    return out
+
+
+def ensure_random_models(models_dir: str | Path) -> dict[str, tuple[Path, Path]]:
+    """Create (if missing or stale) the three seeded random checkpoints; returns {family: (config, checkpoint)}."""
+    folder = Path(models_dir)
+    stamp_path = folder / RANDOM_STAMP
     stamp = read_json(stamp_path) if stamp_path.is_file() else {}
-    if stamp.get("version") != DEMO_VERSION:
-        stamp = {"version": DEMO_VERSION}
+    if stamp.get("version") != RANDOM_VERSION:
+        stamp = {"version": RANDOM_VERSION}
     out, changed = {}, False
     for family, seed in SEEDS.items():
         config, ckpt = CONFIG_DIR / f"{family}.yaml", folder / f"{family}.ckpt"

@@ -173,7 +173,8 @@ def _resolve(value: str) -> str:
 
 
 def ensure_demo_inputs(kwargs: dict[str, Any]) -> None:
-    """Build the demo data and tiny demo checkpoints when `kwargs` point at them and they are missing."""
+    """Build the demo data when `kwargs` point at it and it is missing; a missing demo checkpoint is an error
+    that says how to restore it (they are committed, trained files)."""
     demo_data, demo_models = PROJECT_ROOT / "data" / "demo", PROJECT_ROOT / "models" / "demo"
     paths = [Path(str(v)) for k, v in kwargs.items() if k in PATH_ARGS and v]
     if any(p.is_relative_to(demo_data) and not p.exists() for p in paths):
@@ -181,9 +182,9 @@ def ensure_demo_inputs(kwargs: dict[str, Any]) -> None:
 
         prepare_demo(demo_data)
     if any(p.is_relative_to(demo_models) and not p.exists() for p in paths):
-        from ldm_lab.demo_models import ensure_demo_models
+        from ldm_lab.demo_models import demo_models as check_demo_models
 
-        ensure_demo_models(demo_models)
+        check_demo_models(demo_models)
 
 
 def run_task(task: str, *, smoke: bool = False, run_id: str = "", **kwargs):

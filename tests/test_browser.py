@@ -128,10 +128,10 @@ def report_copy(tmp_path_factory):
         pytest.skip(f"needs Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)")
     from ldm_lab import cli
     from ldm_lab.data.demo import prepare_demo
-    from ldm_lab.demo_models import ensure_demo_models
+    from ldm_lab.demo_models import ensure_random_models
 
     root = tmp_path_factory.mktemp("report")
-    models, data = ensure_demo_models(root / "models"), prepare_demo(root / "data")
+    models, data = ensure_random_models(root / "models"), prepare_demo(root / "data")
     config, ckpt = models["inpainting"]
     argv = ["inpainting", "--data_dir", str(data["inpainting_dataset"]), "--config", str(config), "--model", str(ckpt),
             "--output_dir", str(root / "run"), "--max_samples", "6", "--steps", "2", "--resolution", "64",

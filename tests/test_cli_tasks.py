@@ -44,10 +44,10 @@ def _commands(root):
 def runs(tmp_path_factory):
     """{task: (run folder, completed process)} for one CLI run of each task."""
     from ldm_lab.data.demo import prepare_demo
-    from ldm_lab.demo_models import ensure_demo_models
+    from ldm_lab.demo_models import demo_models
 
     prepare_demo(DATA)
-    ensure_demo_models(MODELS)
+    demo_models(MODELS)  # the committed trained checkpoints, checked
     root = tmp_path_factory.mktemp("cli")
     env = dict(os.environ, OMP_NUM_THREADS="1")  # three at once on a small machine
     procs = {task: subprocess.Popen([sys.executable, "-m", "ldm_lab", *map(str, argv)], cwd=root, env=env,

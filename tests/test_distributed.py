@@ -39,10 +39,10 @@ COMMON = {"seed": 7, "batch_size": 2}
 @pytest.fixture(scope="module", autouse=True)
 def demo_inputs():
     from ldm_lab.data.demo import prepare_demo
-    from ldm_lab.demo_models import ensure_demo_models
+    from ldm_lab.demo_models import demo_models
 
     prepare_demo(DATA)
-    ensure_demo_models(MODELS)
+    demo_models(MODELS)  # the committed trained checkpoints, checked
 
 
 def torchrun(task: str, output_dir, cwd, *, env: dict | None = None, **overrides) -> subprocess.CompletedProcess:

@@ -180,9 +180,10 @@ def test_first_stage_only_checkpoint(tmp_path):
 
 # ---- the cheap pairing check (names and shapes only) and its one-line reason ---------------------------------
 @pytest.mark.parametrize("config, ckpt, facts", [
-    ("inpainting", "superres", ["UNet input channels: config 7, checkpoint 6"]),
-    ("superres", "inpainting", ["UNet input channels: config 6, checkpoint 7"]),
+    ("inpainting", "superres", ["UNet input channels: config 7, checkpoint 6", "UNet model channels: config 32, checkpoint 64"]),
+    ("superres", "inpainting", ["UNet input channels: config 6, checkpoint 7", "UNet model channels: config 64, checkpoint 32"]),
     ("txt2img", "superres", ["UNet input channels: config 4, checkpoint 6", "UNet output channels: config 4, checkpoint 3",
+                             "UNet model channels: config 32, checkpoint 64",
                              "UNet attention layers: config 14, checkpoint 4",
                              "UNet cross-attention context width: config 32, checkpoint none",
                              "first stage: config KL, checkpoint VQ", "first-stage latent channels: config 4, checkpoint 3",

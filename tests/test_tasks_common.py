@@ -83,17 +83,17 @@ def test_diff_keys_lists_every_changed_field():
 
 
 def test_demo_models_are_deterministic_idempotent_and_load_strictly(tmp_path):
-    from ldm_lab.demo_models import ensure_demo_models
+    from ldm_lab.demo_models import ensure_random_models
 
     first = demo_models()
-    again = ensure_demo_models(tmp_path)
+    again = ensure_random_models(tmp_path)
     for family, (config, ckpt) in first.items():
         assert again[family][0] == config and again[family][1].read_bytes() == ckpt.read_bytes(), family
     mtimes = {f: c.stat().st_mtime_ns for f, (_, c) in again.items()}
-    ensure_demo_models(tmp_path)
+    ensure_random_models(tmp_path)
     assert {f: c.stat().st_mtime_ns for f, (_, c) in again.items()} == mtimes  # second call is a no-op
     again["superres"][1].write_bytes(b"damaged")
-    ensure_demo_models(tmp_path)
+    ensure_random_models(tmp_path)
     assert again["superres"][1].read_bytes() == first["superres"][1].read_bytes()
     model = ldm.load(*first["inpainting"])
     assert model.load_report.ema.startswith("used") and not model.load_report.warnings

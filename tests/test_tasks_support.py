@@ -51,9 +51,9 @@ def offline_env():
 
 @functools.cache
 def demo_models() -> dict[str, tuple[Path, Path]]:
-    from ldm_lab.demo_models import ensure_demo_models
+    from ldm_lab.demo_models import ensure_random_models
 
-    return ensure_demo_models(_SESSION / "models")
+    return ensure_random_models(_SESSION / "models")
 
 
 @functools.cache

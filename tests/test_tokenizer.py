@@ -115,7 +115,9 @@ def test_rejects_non_text_input(bert: BertTokenizer) -> None:
 def test_tiny_vocab_layout_and_ids() -> None:
     lines = TINY_VOCAB.read_text(encoding="utf-8").split("\n")
     assert lines[-1] == "" and len(lines[:-1]) == 128
-    assert lines[0] == "[PAD]" and lines[1] == "[unused0]" and lines[99] == "[unused98]"
+    # ids 1-88: the words of the demo captions (the trained demo text model reads them), then [unused88..98]
+    assert lines[0] == "[PAD]" and lines[1:3] == ["smiling", "astronaut"] and lines[88] == "neat"
+    assert lines[89] == "[unused88]" and lines[99] == "[unused98]"
     assert lines[100:104] == ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok = BertTokenizer(TINY_VOCAB)
     assert tok.vocab_size == TextEncoderConfig.tiny().vocab_size == 128

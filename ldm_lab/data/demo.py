@@ -99,7 +99,7 @@ PHOTOS = (
 )
 
 
-def _photo(name: str) -> Image.Image:
+def load_bundled_photo(name: str) -> Image.Image:
     import skimage
 
     path = Path(skimage.__file__).parent / "data" / name
@@ -184,7 +184,7 @@ def prepare_demo(out: str | Path = DEFAULT_OUT, *, overwrite: bool = False) -> d
         if path.exists():
             shutil.rmtree(path)
     stamp.unlink(missing_ok=True)
-    photos = [_photo(file) for file, _, _ in PHOTOS]
+    photos = [load_bundled_photo(file) for file, _, _ in PHOTOS]
     _inpainting(targets["inpainting_dataset"], photos)
     _superres(targets["super-resolution_dataset"], photos)
     _text2img(targets["text2img_dataset"], photos)

@@ -5,7 +5,7 @@
     run_text2img(dataset_root=..., output_dir=..., config_path=..., model_path=...)
 
 Argument names follow the older evaluation scripts; every default lives in the runner's signature and
-points at the embedded demo (`ldm-lab prepare demo`, `ldm_lab.demo_models.ensure_demo_models()`). Each
+points at the embedded demo (`ldm-lab prepare demo`, the trained checkpoints in `models/demo/`). Each
 returns a `ldm_lab.results.RunResult`; outputs are described in design §4 and `ldm_lab.results`.
 In a sharded session (`ldm_lab.distributed`, under torchrun) a runner samples its rank's shard and
 returns None; the metrics are computed afterwards by one process from the PNGs.

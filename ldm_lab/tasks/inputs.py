@@ -29,8 +29,8 @@ FAMILIES = {
     "text2img": ("bert", "crossattn",
                  "a text-to-image model: BERTEmbedder cross-attention, e.g. txt2img-1p4B-eval"),
 }
-DEMO_HINT = {"models/demo": "the demo checkpoints are made by `ldm-lab demo` or "
-                            "`ldm_lab.demo_models.ensure_demo_models()`",
+DEMO_HINT = {"models/demo": "the trained demo checkpoints are committed: `git checkout -- models/demo`, or "
+                            "retrain them with scripts/train_demo_models.py",
              "data/demo": "the demo datasets are made by `ldm-lab prepare demo`"}
 
 

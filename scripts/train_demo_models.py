@@ -1,0 +1,514 @@
+#!/usr/bin/env python
+"""Train the demo models: the three tiny configs (`configs/tiny/`) on the CPU, from scikit-image's photos.
+
+    .venv/bin/python scripts/train_demo_models.py                      # all three into models/demo/
+    .venv/bin/python scripts/train_demo_models.py --family superres --steps-scale 0.05 --out /tmp/demo
+
+Data: the photos bundled in scikit-image's wheel, read from the installed package (nothing is downloaded).
+The inpainting and super-resolution models, autoencoders included, never see the demo's eight photos
+(`ldm_lab.data.demo.PHOTOS`, the held-out evaluation set) nor `motorcycle_right.png` (the stereo twin of a
+held-out photo): they learn from random crops of the other photos with scale jitter (crop side log-uniform
+from the training size to the whole photo), flips, channel permutations and tints of the grey photos.
+The text-to-image model learns the demo's eight photos with their sixteen captions (its demo asks whether a
+caption brings back its photo), the caption replaced by "" 10% of the time for classifier-free guidance.
+
+Objectives. Autoencoders: L1 + L2 reconstruction; VQ trained continuous, then a k-means codebook and the
+decoder tuned on the snapped latents (decoding snaps, as upstream); KL with a small KL term. The latent
+is then rescaled so that `scale_factor * z` has unit std; the rescale folds into quant_conv, the codebook
+and post_quant_conv, so the configs stay as they are. Diffusion: the LDM paper's eps-prediction loss
+E ||eps - eps_theta(z_t, t, c)||^2 with t uniform over the 1000 steps; the checkpoint holds the EMA (0.999)
+of the UNet (and text encoder) weights.
+
+One seeded torch.Generator drives every draw: the same seed, machine and thread count give the same bytes.
+Writes `{family}.ckpt` ({"state_dict"} with CompVis names, network weights in float16, shared tensors
+stored once) and `demo_models.json` (command, seed, steps, losses, times, hashes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import ldm  # noqa: E402
+from ldm.checkpoint import ema_key  # noqa: E402
+from ldm.schedule import BUFFER_NAMES  # noqa: E402
+from ldm.tokenizer import BertTokenizer  # noqa: E402
+from ldm_lab.data.demo import PHOTOS, load_bundled_photo  # noqa: E402
+from ldm_lab.data.masks import generate_mask  # noqa: E402
+from ldm_lab.data.resize import bicubic_downscale  # noqa: E402
+
+CONFIGS = ROOT / "configs" / "tiny"
+FAMILIES = ("inpainting", "superres", "txt2img")
+# scikit-image photos the inpainting / super-resolution models learn from (none of the demo's eight).
+TRAIN_FILES = ("brick.png", "cell.png", "chessboard_RGB.png", "clock_motion.png", "color.png", "grass.png",
+               "gravel.png", "horse.png", "ihc.png", "logo.png", "microaneurysms.png", "moon.png", "page.png",
+               "phantom.png", "retina.jpg", "text.png")
+HELD_OUT = tuple(file for file, _, _ in PHOTOS) + ("motorcycle_right.png",)
+# Per family: autoencoder steps, diffusion steps, crop size (the demo's working size: the GroupNorm layers
+# make these small networks size-dependent), diffusion batch, lr, encoded crops in the bank.
+PLAN = {
+    "inpainting": {"ae_steps": 600, "unet_steps": 5000, "size": 128, "batch": 8, "lr": 5e-4, "bank": 2048},
+    "superres": {"ae_steps": 600, "unet_steps": 3000, "size": 128, "batch": 8, "lr": 5e-4, "bank": 2048},
+    "txt2img": {"ae_steps": 1200, "unet_steps": 4000, "size": 64, "batch": 32, "lr": 5e-4, "bank": 2048},
+}
+AE_BATCH, AE_LR = 8, 1e-3
+CAPTION_DROP, EMA_DECAY, KL_WEIGHT = 0.1, 0.999, 1e-4
+
+
+# ----------------------------------------------------------------------------
+# Photos and augmentation.
+def photo_tensor(file: str) -> torch.Tensor:
+    """A bundled photo as float [3, H, W] in [0, 1]."""
+    array = np.asarray(load_bundled_photo(file), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def _uniform(gen: torch.Generator, low: float = 0.0, high: float = 1.0) -> float:
+    return low + (high - low) * torch.rand((), generator=gen).item()
+
+
+def _randint(gen: torch.Generator, high: int) -> int:
+    return int(torch.randint(high, (), generator=gen))
+
+
+def random_crops(photos: list[torch.Tensor], n: int, size: int, gen: torch.Generator, *,
+                 min_fraction: float = 0.0, colour: bool = True) -> torch.Tensor:
+    """n crops [n, 3, size, size] in [0, 1]: random photo, square side log-uniform in [max(size, min_fraction *
+    short side), short side], random place, antialiased resize, horizontal flip half the time; with `colour`,
+    a random channel order and a random tint for grey photos."""
+    out = torch.empty(n, 3, size, size)
+    for i in range(n):
+        img = photos[_randint(gen, len(photos))]
+        height, width = img.shape[-2:]
+        short = min(height, width)
+        low = max(size, min_fraction * short)
+        side = min(short, round(math.exp(_uniform(gen, math.log(low), math.log(max(low, short))))))
+        top, left = _randint(gen, height - side + 1), _randint(gen, width - side + 1)
+        crop = img[:, top:top + side, left:left + side][None]
+        crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+        if _uniform(gen) < 0.5:
+            crop = crop.flip(-1)
+        if colour:
+            if torch.equal(img[0], img[1]) and torch.equal(img[1], img[2]):
+                crop = crop * (0.5 + 0.5 * torch.rand(3, 1, 1, generator=gen))
+            crop = crop[torch.randperm(3, generator=gen)]
+        out[i] = crop.clamp(0, 1)
+    return out
+
+
+def centre_square(img: torch.Tensor, size: int) -> torch.Tensor:
+    """The centre square of a [3, H, W] photo, antialiased to size x size."""
+    height, width = img.shape[-2:]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    crop = img[:, top:top + side, left:left + side][None]
+    return F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+# ----------------------------------------------------------------------------
+# Autoencoders.
+def reconstruction_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return (y - x).abs().mean() + (y - x).pow(2).mean()
+
+
+def nearest(points: torch.Tensor, centres: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+    """Index of the nearest centre of each point (L2), in chunks of points."""
+    return torch.cat([torch.cdist(points[i:i + chunk], centres).argmin(dim=1) for i in range(0, len(points), chunk)])
+
+
+def kmeans(points: torch.Tensor, k: int, gen: torch.Generator, iterations: int = 30) -> torch.Tensor:
+    """Lloyd's k-means of [N, D] points from k distinct random points; an empty cluster restarts at a random point."""
+    centres = points[torch.randperm(len(points), generator=gen)[:k]].clone()
+    for _ in range(iterations):
+        assign = nearest(points, centres)
+        counts = torch.bincount(assign, minlength=k)
+        centres = torch.zeros_like(centres).index_add_(0, assign, points) / counts.clamp(min=1)[:, None]
+        empty = counts == 0
+        centres[empty] = points[torch.randint(len(points), (int(empty.sum()),), generator=gen)]
+    return centres
+
+
+def train_kl_autoencoder(ae: ldm.Autoencoder, sample, steps: int, gen: torch.Generator, log) -> dict:
+    """Train the KL autoencoder freely on crops from `sample(n)` (in [0, 1]): reconstruction + KL_WEIGHT * KL,
+    Adam with cosine decay; returns the last losses."""
+    params = list(ae.parameters())
+    opt = torch.optim.Adam(params, lr=AE_LR)
+    history = []
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = AE_LR * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        x = sample(AE_BATCH) * 2 - 1
+        posterior = ae.encode(x)
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+        rec = reconstruction_loss(ae.decoder(ae.post_quant_conv(z)), x)
+        kl = 0.5 * (posterior.mean.pow(2) + posterior.std.pow(2) - 1 - posterior.logvar).mean()
+        opt.zero_grad(set_to_none=True)
+        (rec + KL_WEIGHT * kl).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        history.append(rec.item())
+        if (step + 1) % 200 == 0 or step + 1 == steps:
+            log(f"  autoencoder step {step + 1}/{steps}: reconstruction {np.mean(history[-200:]):.4f}")
+    return {"reconstruction_loss": round(float(np.mean(history[-100:])), 5)}
+
+
+# The VQ-f4 first stage as a learned linear codec. A free CompVis autoencoder this small does not learn
+# absolute colour within a CPU budget: its GroupNorm(32) layers normalise each channel (or pair) over the
+# image, removing the colour means (18 dB on held-out photos after 2,000 steps at 128 px). So the codec is
+# fitted in a small parametrisation (3x3 kernels shared by the colours: encoder filter, two stride-2
+# downsamplings, filter; decoder filter, two nearest-x2 + 3x3 upsamplings, filter: the architecture's
+# conv_in / Downsample / conv_out and conv_in / Upsample / conv_out layers)
+# and written into the architecture exactly: residual branches and attention outputs zero, each colour
+# carried as a (+a, -a) channel pair at 1e-5 amplitude, so that GroupNorm (eps 1e-6) subtracts a zero mean
+# and divides by ~sqrt(eps); after swish the pair difference restores a (swish(u) - swish(-u) = u).
+PAIR_SCALE = 1e-5
+
+
+def _depthwise(x: torch.Tensor, kernel: torch.Tensor, **kwargs) -> torch.Tensor:
+    return F.conv2d(x, kernel.expand(3, 1, 3, 3), groups=3, **kwargs)
+
+
+def codec_encode(x: torch.Tensor, enc: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] -> [B, 3, H/4, W/4]: 3x3 filter enc[0], twice pad (0, 1, 0, 1) + 3x3 stride-2 filter
+    (enc[1], enc[2]), 3x3 filter enc[3] (zero padding, one kernel for the three colours)."""
+    x = _depthwise(x, enc[0], padding=1)
+    for kernel in enc[1:3]:
+        x = _depthwise(F.pad(x, (0, 1, 0, 1)), kernel, stride=2)
+    return _depthwise(x, enc[3], padding=1)
+
+
+def codec_decode(z: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
+    """[B, 3, h, w] -> [B, 3, 4h, 4w]: 3x3 filter dec[0], twice nearest x2 + 3x3 filter (dec[1], dec[2]), 3x3
+    filter dec[3]."""
+    z = _depthwise(z, dec[0], padding=1)
+    for kernel in dec[1:3]:
+        z = _depthwise(F.interpolate(z, scale_factor=2.0, mode="nearest"), kernel, padding=1)
+    return _depthwise(z, dec[3], padding=1)
+
+
+def fit_linear_codec(sample, steps: int, log) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Fit the codec's 8 kernels with L1 + L2 on crops in [-1, 1], from identity filters, 2x2 box downsampling
+    and [1,2,1]^2/16 smoothing after each nearest upsampling."""
+    delta, box = torch.zeros(3, 3), torch.zeros(3, 3)
+    delta[1, 1] = 1.0
+    box[:2, :2] = 0.25
+    smooth = torch.outer(torch.tensor([1.0, 2.0, 1.0]), torch.tensor([1.0, 2.0, 1.0])) / 16
+    enc = torch.stack([delta, box, box, delta]).requires_grad_(True)
+    dec = torch.stack([delta, smooth, smooth, delta]).requires_grad_(True)
+    opt = torch.optim.Adam([enc, dec], lr=3e-3)
+    history = []
+    for step in range(steps):
+        x = sample(AE_BATCH) * 2 - 1
+        loss = reconstruction_loss(codec_decode(codec_encode(x, enc), dec), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append(loss.item())
+        if (step + 1) % 200 == 0 or step + 1 == steps:
+            log(f"  linear codec step {step + 1}/{steps}: reconstruction {np.mean(history[-200:]):.4f}")
+    return enc.detach(), dec.detach(), {"reconstruction_loss": round(float(np.mean(history[-100:])), 5)}
+
+
+@torch.no_grad()
+def write_linear_codec(ae: ldm.Autoencoder, enc_kernels: torch.Tensor, dec_kernels: torch.Tensor) -> None:
+    """Set the VQ autoencoder's weights so that encode = codec_encode and decode (before snapping) = codec_decode."""
+    enc, dec = ae.encoder, ae.decoder
+    for name, module in ae.named_modules():  # residual branches and attention outputs contribute nothing
+        if name.endswith(("conv2", "proj_out")):
+            module.weight.zero_()
+            module.bias.zero_()
+    first = enc.down[0].block[0].nin_shortcut  # 32 -> 64 channels: colour k -> channels (2k, 2k+1) = (+a, -a)
+    resampling = [(enc.down[0].downsample.conv, enc_kernels[1]), (enc.down[1].downsample.conv, enc_kernels[2]),
+                  (dec.up[2].upsample.conv, dec_kernels[1]), (dec.up[1].upsample.conv, dec_kernels[2])]
+    for conv in (enc.conv_in, enc.conv_out, dec.conv_in, dec.conv_out, ae.quant_conv, ae.post_quant_conv, first,
+                 *(conv for conv, _ in resampling)):
+        conv.weight.zero_()
+        conv.bias.zero_()
+    for k in range(3):
+        ae.quant_conv.weight[k, k, 0, 0] = ae.post_quant_conv.weight[k, k, 0, 0] = 1.0
+        enc.conv_in.weight[k, k] = enc_kernels[0]
+        for sign, channel in ((1.0, 2 * k), (-1.0, 2 * k + 1)):
+            first.weight[channel, k, 0, 0] = sign * PAIR_SCALE
+            dec.conv_in.weight[channel, k] = sign * PAIR_SCALE * dec_kernels[0]
+            enc.conv_out.weight[k, channel] = sign * enc_kernels[3]
+            dec.conv_out.weight[k, channel] = sign * dec_kernels[3]
+            for conv, kernel in resampling:
+                conv.weight[channel, channel] = kernel
+    for norm in (enc.norm_out, dec.norm_out):  # GroupNorm of a zero-mean pair: a / sqrt(eps); undo both factors
+        norm.weight.fill_(math.sqrt(norm.eps) / PAIR_SCALE)
+        norm.bias.zero_()
+
+
+def train_vq_autoencoder(ae: ldm.Autoencoder, sample, steps: int, gen: torch.Generator, log) -> dict:
+    """The linear codec fitted and written into `ae`, then a k-means codebook of its latents."""
+    down, up, out = fit_linear_codec(sample, steps, log)
+    write_linear_codec(ae, down, up)
+    with torch.no_grad():
+        z = torch.cat([ae.encode(sample(AE_BATCH) * 2 - 1) for _ in range(32)])
+        points = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        ae.quantize.embedding.weight.copy_(kmeans(points, ae.config.n_embed, gen))
+    return out
+
+
+@torch.no_grad()
+def normalise_latent(ae: ldm.Autoencoder, scale_factor: float, x: torch.Tensor) -> float:
+    """Rescale the latent so that scale_factor * z has unit std on `x`; folded into quant_conv (mean part),
+    the KL log-variance bias or the VQ codebook, and post_quant_conv: decoding is unchanged. Returns the gain."""
+    out = ae.encode(x * 2 - 1)
+    z = out if torch.is_tensor(out) else out.mean
+    gain = 1.0 / (scale_factor * z.std().item())
+    channels = ae.config.embed_dim
+    ae.quant_conv.weight[:channels] *= gain
+    ae.quant_conv.bias[:channels] *= gain
+    if ae.config.kind == "vq":
+        ae.quantize.embedding.weight *= gain
+    else:
+        ae.quant_conv.bias[channels:] += 2 * math.log(gain)
+    ae.post_quant_conv.weight /= gain
+    return gain
+
+
+@torch.no_grad()
+def psnr_reconstruction(ae: ldm.Autoencoder, x: torch.Tensor) -> float:
+    """PSNR (dB, RGB in [0, 1]) of decode(encode(x)) through the inference path (VQ snapped, KL mode)."""
+    out = ae.encode(x * 2 - 1)
+    y = ae.decode(out if torch.is_tensor(out) else out.mean)
+    mse = ((y.clamp(-1, 1) + 1) / 2 - x).pow(2).mean().item()
+    return 10 * math.log10(1 / mse)
+
+
+# ----------------------------------------------------------------------------
+# Diffusion.
+class Conditioner:
+    """Training batches of one family: (z0, `apply_model` conditioning), built as the runners build them.
+
+    Encoding crops is most of a step's cost, so a bank of `bank` crops is encoded once (inpainting: each with
+    its own mask; txt2img: the posterior's mean and std, sampled afresh each time) and batches are drawn from it.
+    """
+
+    def __init__(self, model: ldm.LatentDiffusion, family: str, photos: list[torch.Tensor], size: int,
+                 gen: torch.Generator, seed: int, bank: int):
+        self.model, self.family, self.gen = model, family, gen
+        chunks: dict[str, list[torch.Tensor]] = {}
+        with torch.no_grad():
+            for start in range(0, bank, 64):
+                for name, value in self._encode(photos, min(64, bank - start), size, seed, start).items():
+                    chunks.setdefault(name, []).append(value)
+        self.bank = {name: torch.cat(values) for name, values in chunks.items()}
+        if family == "txt2img":
+            self.tokenizer = BertTokenizer(CONFIGS / "vocab.txt", max_length=model.config.text_encoder.max_seq_len)
+            self.captions = [captions for _, _, captions in PHOTOS]
+
+    def _encode(self, photos: list[torch.Tensor], n: int, size: int, seed: int, first: int) -> dict[str, torch.Tensor]:
+        model, gen = self.model, self.gen
+        if self.family == "txt2img":  # mild crops of the whole photo, no colour change: the caption must still fit
+            index = torch.randint(len(photos), (n,), generator=gen)
+            x = torch.stack([random_crops([photos[i]], 1, size, gen, min_fraction=0.8, colour=False)[0] for i in index])
+            posterior = model.first_stage_model.encode(x * 2 - 1)
+            return {"mean": posterior.mean, "std": posterior.std, "photo": index}
+        x = random_crops(photos, n, size, gen)
+        z0 = model.encode_first_stage(x * 2 - 1)
+        if self.family == "superres":  # the LR image itself, made as the demo data makes it
+            from PIL import Image
+
+            lr = [bicubic_downscale(Image.fromarray((img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)),
+                                    model.downsample_factor) for img in x]
+            lr = torch.stack([torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1) for im in lr])
+            return {"z0": z0, "concat": lr * 2 - 1}
+        # inpainting, as the runner: masked = (1 - mask) * image; c = cat(encode(masked), mask resized nearest)
+        masks = [torch.from_numpy(np.asarray(generate_mask((size, size), seed=seed, index=first + i, hole_range=(0.05, 0.5)),
+                                             dtype=np.float32) / 255)[None] for i in range(n)]
+        mask = (torch.stack(masks) > 0.5).float()
+        c = model.get_learned_conditioning((1 - mask) * x * 2 - 1)
+        return {"z0": z0, "concat": torch.cat([c, F.interpolate(mask * 2 - 1, size=c.shape[-2:])], dim=1)}
+
+    def batch(self, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        pick = torch.randint(len(next(iter(self.bank.values()))), (n,), generator=self.gen)
+        if self.family != "txt2img":
+            return self.bank["z0"][pick], {"concat": self.bank["concat"][pick]}
+        mean, std = self.bank["mean"][pick], self.bank["std"][pick]
+        z0 = self.model.config.scale_factor * (mean + std * torch.randn(mean.shape, generator=self.gen))
+        prompts = ["" if _uniform(self.gen) < CAPTION_DROP else self.captions[i][_randint(self.gen, 2)]
+                   for i in self.bank["photo"][pick].tolist()]
+        return z0, {"context": self.model.cond_stage_model(self.tokenizer(prompts))}
+
+
+# The UNet's last GroupNorm normalises each group over the latent, so with one channel per group (32
+# model channels) eps_theta cannot carry a per-channel spatial mean, and the first DDIM steps (t ~ 800, where
+# x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) multiplies an eps-mean error by ~10) give a colour cast. With
+# 64 model channels each group is a pair; keeping the pairs of the last block's output antisymmetric (+a, -a),
+# with equal GroupNorm affines and antisymmetric reads in the output convolution, the norm subtracts a zero
+# mean and eps = sum w * (silu(g u + b) - silu(-g u + b)) keeps the mean (exactly linear for b = 0).
+@torch.no_grad()
+def tie_output_pairs(unet: torch.nn.Module) -> None:
+    """Project the output path onto the antisymmetric-pair form (after init and after every optimiser step)."""
+    last = unet.output_blocks[-1][0]
+    for conv in (last.out_layers[-1], last.skip_connection):
+        conv.weight[1::2] = -conv.weight[0::2]
+        conv.bias[1::2] = -conv.bias[0::2]
+    norm, conv = unet.out[0], unet.out[-1]
+    norm.weight[1::2] = norm.weight[0::2]
+    norm.bias[1::2] = norm.bias[0::2]
+    conv.weight[:, 1::2] = -conv.weight[:, 0::2]
+
+
+def pairs_fit(unet: torch.nn.Module) -> bool:
+    """Whether the UNet's output groups are channel pairs whose last block has a convolutional skip."""
+    last = unet.output_blocks[-1][0]
+    return unet.out[0].num_channels == 2 * unet.out[0].num_groups and isinstance(last.skip_connection, torch.nn.Conv2d)
+
+
+def train_diffusion(model: ldm.LatentDiffusion, cond: Conditioner, steps: int, batch: int, lr: float,
+                    gen: torch.Generator, log) -> tuple[dict[str, torch.Tensor], dict]:
+    """eps-prediction training of the UNet (and the text encoder for txt2img); returns (EMA weights, losses)."""
+    modules = {"model.": model.model}
+    if cond.family == "txt2img":
+        modules["cond_stage_model."] = model.cond_stage_model
+    named = {prefix + n: p for prefix, module in modules.items() for n, p in module.named_parameters()}
+    opt = torch.optim.AdamW(list(named.values()), lr=lr, weight_decay=0.0)
+    paired = pairs_fit(model.unet)
+    if paired:
+        tie_output_pairs(model.unet)
+    ema = {n: p.detach().clone() for n, p in named.items()}
+    warmup, history = 200, []
+    for step in range(steps):
+        for group in opt.param_groups:  # linear warm-up, then cosine to 10%
+            progress = max(0.0, (step - warmup) / max(1, steps - warmup))
+            group["lr"] = lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        z0, kwargs = cond.batch(batch)
+        t = torch.randint(model.config.timesteps, (batch,), generator=gen)
+        eps = torch.randn(z0.shape, generator=gen)
+        zt = model.sqrt_alphas_cumprod[t].view(-1, 1, 1, 1) * z0 + model.sqrt_one_minus_alphas_cumprod[t].view(-1, 1, 1, 1) * eps
+        loss = F.mse_loss(model.apply_model(zt, t, **kwargs), eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(named.values()), 1.0)
+        opt.step()
+        if paired:
+            tie_output_pairs(model.unet)
+        decay = min(EMA_DECAY, (1 + step) / (10 + step))  # LitEma's warm-up
+        with torch.no_grad():
+            for n, p in named.items():
+                ema[n].lerp_(p.detach(), 1 - decay)
+        history.append(loss.item())
+        if (step + 1) % 500 == 0 or step + 1 == steps:
+            log(f"  diffusion step {step + 1}/{steps}: eps loss {np.mean(history[-500:]):.4f}")
+    return ema, {"eps_loss": round(float(np.mean(history[-500:])), 5), "antisymmetric_output_pairs": paired}
+
+
+# ----------------------------------------------------------------------------
+# Checkpoint.
+def checkpoint_bytes(model: ldm.LatentDiffusion, ema: dict[str, torch.Tensor], steps: int) -> bytes:
+    """{"state_dict"} in CompVis layout: network weights float16 (the loader casts), the UNet/text-encoder
+    entries hold the EMA weights, `model_ema.*` (configs that sample with EMA) and `cond_stage_model.*`
+    (inpainting: the first stage again) share those tensors, so each is stored once."""
+    half: dict[int, torch.Tensor] = {}
+    state = {}
+    for name, value in model.state_dict().items():
+        value = ema.get(name, value)
+        if name in BUFFER_NAMES or not value.is_floating_point():
+            state[name] = value.clone()
+            continue
+        key = value.data_ptr()  # one float16 copy per storage: first_stage/cond_stage stay shared
+        state[name] = half.setdefault(key, value.detach().to(torch.float16).clone())
+    if model.config.use_ema:
+        for name in [k for k in state if k.startswith("model.diffusion_model.")]:
+            state[ema_key(name)] = state[name]
+        state["model_ema.decay"] = torch.tensor(EMA_DECAY)
+        state["model_ema.num_updates"] = torch.tensor(steps, dtype=torch.int32)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": state, "global_step": steps}, buffer)
+    return buffer.getvalue()
+
+
+def train_family(family: str, seed: int, scale: float, log) -> tuple[bytes, dict]:
+    plan = PLAN[family]
+    ae_steps, unet_steps = max(1, round(plan["ae_steps"] * scale)), max(1, round(plan["unet_steps"] * scale))
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # module initialisation
+    cfg = ldm.load_config(CONFIGS / f"{family}.yaml")
+    model = ldm.build_model(cfg)
+    train = [photo_tensor(f) for f in TRAIN_FILES]
+    demo = [photo_tensor(f) for f, _, _ in PHOTOS]
+    photos = demo if family == "txt2img" else train
+    ae_photos = train + demo if family == "txt2img" else train
+    start = time.perf_counter()
+    kind = cfg.first_stage.kind
+    log(f"{family}: autoencoder ({kind}, {ae_steps} steps of {AE_BATCH} crops {plan['size']}px)")
+    ae = model.first_stage_model
+    fit = train_vq_autoencoder if kind == "vq" else train_kl_autoencoder
+    ae_log = fit(ae, lambda n: random_crops(ae_photos, n, plan["size"], gen), ae_steps, gen, log)
+    probe = random_crops(ae_photos, 64, plan["size"], gen)
+    ae_log["latent_gain"] = round(normalise_latent(ae, cfg.scale_factor, probe), 5)
+    held_out = torch.stack([centre_square(p, plan["size"]) for p in demo])
+    ae_log[f"psnr_held_out_{plan['size']}px"] = round(psnr_reconstruction(ae, held_out), 2)
+    ae_log["seconds"] = round(time.perf_counter() - start, 1)
+    log(f"  autoencoder: {ae_log}")
+    ae.requires_grad_(False)
+    start = time.perf_counter()
+    log(f"{family}: diffusion ({unet_steps} steps of {plan['batch']} crops {plan['size']}px)")
+    bank = max(64, round(plan["bank"] * min(1.0, scale)))
+    cond = Conditioner(model, family, photos, plan["size"], gen, seed, bank)
+    log(f"  bank of {bank} encoded crops: {time.perf_counter() - start:.0f} s")
+    ema, unet_log = train_diffusion(model, cond, unet_steps, plan["batch"], plan["lr"], gen, log)
+    unet_log["seconds"] = round(time.perf_counter() - start, 1)
+    log(f"  diffusion: {unet_log}")
+    entry = {"config": f"configs/tiny/{family}.yaml", "config_sha256": ldm.file_sha256(CONFIGS / f"{family}.yaml"),
+             "seed": seed, "autoencoder_steps": ae_steps, "diffusion_steps": unet_steps, "batch": plan["batch"],
+             "crop": plan["size"], "bank": bank, "autoencoder": ae_log, "diffusion": unet_log,
+             "photos": [f for f, _, _ in PHOTOS] if family == "txt2img" else list(TRAIN_FILES)}
+    return checkpoint_bytes(model, ema, unet_steps), entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(ROOT / "models" / "demo"), help="folder for the checkpoints and demo_models.json")
+    parser.add_argument("--family", nargs="+", choices=FAMILIES, default=list(FAMILIES))
+    parser.add_argument("--seed", type=int, default=0, help="base seed; family i uses seed + i")
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply every step count (quick trials)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (results depend on it)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp_path = out / "demo_models.json"
+    stamp = json.loads(stamp_path.read_text(encoding="utf-8")) if stamp_path.is_file() else {}
+    given = list(argv if argv is not None else sys.argv[1:])
+    if "--out" in given:  # the record lives in the output folder: the command names what else was chosen
+        del given[given.index("--out"):given.index("--out") + 2]
+    command = "scripts/train_demo_models.py " + " ".join(given)
+    stamp.update({"version": 2, "trained": True, "torch": torch.__version__, "machine": platform.machine(),
+                  "threads": args.threads, "held_out_photos": list(HELD_OUT)})
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    for family in args.family:
+        seed = args.seed + FAMILIES.index(family)
+        data, entry = train_family(family, seed, args.steps_scale, log)
+        path = out / f"{family}.ckpt"
+        tmp = path.with_suffix(".ckpt.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        entry.update({"command": command.strip(), "checkpoint_sha256": ldm.file_sha256(path), "bytes": len(data)})
+        stamp[family] = entry
+        stamp_path.write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
+        log(f"{family}: wrote {path} ({len(data) / 2**20:.2f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""The demo-model training script's pieces (scripts/train_demo_models.py) and the committed trained models."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ldm
+from ldm_lab.data.resize import bicubic_downscale
+from ldm_lab.demo_models import DEMO_DIR, demo_models
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def train():
+    spec = importlib.util.spec_from_file_location("train_demo_models", REPO / "scripts" / "train_demo_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def photos(train):
+    return [train.photo_tensor(f) for f in ("brick.png", "retina.jpg", "ihc.png")]
+
+
+def test_training_photos_never_include_the_demo_evaluation_photos(train):
+    from ldm_lab.data.demo import PHOTOS
+
+    demo = {file for file, _, _ in PHOTOS}
+    assert demo <= set(train.HELD_OUT) and "motorcycle_right.png" in train.HELD_OUT
+    assert not demo & set(train.TRAIN_FILES) and "motorcycle_right.png" not in train.TRAIN_FILES
+
+
+def test_random_crops_are_seeded_in_range_and_jittered(train, photos):
+    a = train.random_crops(photos, 6, 32, torch.Generator().manual_seed(0))
+    b = train.random_crops(photos, 6, 32, torch.Generator().manual_seed(0))
+    c = train.random_crops(photos, 6, 32, torch.Generator().manual_seed(1))
+    assert a.shape == (6, 3, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1
+    grey = photos[0]  # brick.png is grey: without colour augmentation every crop stays grey
+    plain = train.random_crops([grey], 8, 32, torch.Generator().manual_seed(2), colour=False)
+    assert torch.equal(plain[:, 0], plain[:, 1]) and torch.equal(plain[:, 1], plain[:, 2])
+    tinted = train.random_crops([grey], 8, 32, torch.Generator().manual_seed(2))
+    assert not torch.equal(tinted[:, 0], tinted[:, 1])
+    # min_fraction 1: the crop is the whole (square) photo, resized, maybe flipped
+    whole = train.centre_square(grey, 32)
+    for crop in train.random_crops([grey], 4, 32, torch.Generator().manual_seed(3), min_fraction=1.0, colour=False):
+        assert torch.allclose(crop, whole, atol=1e-6) or torch.allclose(crop, whole.flip(-1), atol=1e-6)
+
+
+def test_kmeans_matches_scipy_lloyd_from_the_same_start(train):
+    from scipy.cluster.vq import kmeans2
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 10, (5, 3))
+    points = torch.tensor(np.concatenate([c + rng.normal(0, 1, (200, 3)) for c in centres]), dtype=torch.float32)
+    start = points[torch.randperm(len(points), generator=torch.Generator().manual_seed(4))[:5]].numpy()
+    expected, _ = kmeans2(points.numpy().astype(np.float64), start.astype(np.float64), iter=30, minit="matrix")
+    got = train.kmeans(points, 5, torch.Generator().manual_seed(4), iterations=30).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["inpainting", "superres"])
+def test_linear_codec_is_written_into_the_vq_architecture_exactly(train, family):
+    """encode / decode of the CompVis VQ autoencoder (attention or not) equal the codec's own convolutions."""
+    torch.manual_seed(0)
+    ae = ldm.build_model(ldm.load_config(REPO / "configs" / "tiny" / f"{family}.yaml")).first_stage_model.eval()
+    enc, dec = 0.3 * torch.randn(4, 3, 3), 0.3 * torch.randn(4, 3, 3)
+    train.write_linear_codec(ae, enc, dec)
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    with torch.no_grad():
+        z = ae.encode(x)
+        expected = train.codec_encode(x, enc)
+        assert z.shape == (2, 3, 8, 12)
+        assert (z - expected).abs().max() <= 1e-4 * expected.abs().max()
+        y = ae.decode(z, force_not_quantize=True)
+        expected = train.codec_decode(z, dec)
+        assert (y - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+@pytest.mark.parametrize("kind", ["vq", "kl"])
+def test_latent_normalisation_keeps_decoding_and_gives_unit_std(train, kind):
+    torch.manual_seed(0)
+    ae = ldm.Autoencoder(ldm.AutoencoderConfig.tiny(kind)).eval()
+    x = torch.rand(4, 3, 32, 32)
+
+    def latent():
+        out = ae.encode(x * 2 - 1)
+        return (out, None) if torch.is_tensor(out) else (out.mean, out.std)
+
+    with torch.no_grad():
+        before, before_std = latent()
+        decoded = ae.decode(before)
+        snapped = ae.quantize(before) if kind == "vq" else None
+        gain = train.normalise_latent(ae, 0.18215, x)
+        after, after_std = latent()
+        assert torch.allclose(after, gain * before, rtol=1e-4, atol=1e-5)
+        assert abs((0.18215 * after).std().item() - 1) < 1e-4
+        assert torch.allclose(ae.decode(after), decoded, rtol=1e-4, atol=1e-4)
+        if kind == "kl":  # the posterior's std scales with its mean, so samples scale too
+            assert torch.allclose(after_std, gain * before_std, rtol=1e-4)
+        else:  # the same codes are picked
+            assert torch.allclose(ae.quantize(after), gain * snapped, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_holds_ema_weights_in_float16_with_shared_tensors_stored_once(train, tmp_path):
+    cfg = ldm.load_config(REPO / "configs" / "tiny" / "inpainting.yaml")
+    torch.manual_seed(0)
+    model = ldm.build_model(cfg)
+    ema = {n: p.detach() + 0.5 for n, p in model.model.named_parameters()}
+    ema = {"model." + n: v for n, v in ema.items()}
+    path = tmp_path / "inpainting.ckpt"
+    path.write_bytes(train.checkpoint_bytes(model, ema, steps=7))
+    state = torch.load(path, weights_only=True)["state_dict"]
+    name = "model.diffusion_model.out.2.weight"
+    assert state[name].dtype == torch.float16 and torch.equal(state[name], ema[name].half())
+    ema_name = ldm.checkpoint.ema_key(name)
+    assert state[ema_name].untyped_storage().data_ptr() == state[name].untyped_storage().data_ptr()
+    first = "first_stage_model.decoder.conv_out.weight"
+    assert state["cond_stage_model.decoder.conv_out.weight"].untyped_storage().data_ptr() == \
+        state[first].untyped_storage().data_ptr()
+    assert int(state["model_ema.num_updates"]) == 7 and state["betas"].dtype == torch.float32
+    unique = {v.untyped_storage().data_ptr(): v.untyped_storage().nbytes() for v in state.values()}
+    assert path.stat().st_size < 1.1 * sum(unique.values())  # each shared tensor once
+    loaded = ldm.load(REPO / "configs" / "tiny" / "inpainting.yaml", path)
+    assert loaded.load_report.ema.startswith("used") and not loaded.load_report.warnings
+    assert torch.equal(loaded.unet.out[2].weight, ema[name].half().float())
+
+
+def test_conditioning_banks_are_built_as_the_runners_build_them(train, photos):
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    sr = ldm.build_model(ldm.load_config(REPO / "configs" / "tiny" / "superres.yaml"))
+    cond = train.Conditioner(sr, "superres", photos, 32, gen, 0, bank=4)
+    z0, kwargs = cond.batch(3)
+    assert z0.shape == (3, 3, 8, 8) and kwargs["concat"].shape == (3, 3, 8, 8)
+    # the LR channel is bicubic_downscale of the crop (what the demo data's LOW/ images are), in [-1, 1]
+    gen = torch.Generator().manual_seed(0)
+    crops = train.random_crops(photos, 4, 32, gen)
+    from PIL import Image
+
+    lr = bicubic_downscale(Image.fromarray((crops[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)), 4)
+    expected = torch.from_numpy(np.asarray(lr, dtype=np.float32) / 255).permute(2, 0, 1) * 2 - 1
+    assert torch.equal(cond.bank["concat"][0], expected)
+    inp = ldm.build_model(ldm.load_config(REPO / "configs" / "tiny" / "inpainting.yaml"))
+    bank = train.Conditioner(inp, "inpainting", photos, 32, torch.Generator().manual_seed(0), 0, bank=4).bank
+    assert bank["concat"].shape == (4, 4, 8, 8) and set(bank["concat"][:, 3].unique().tolist()) <= {-1.0, 1.0}
+
+
+def test_training_is_deterministic_and_the_result_loads(train, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    threads = torch.get_num_threads()
+    try:
+        for out in (a, b):
+            assert train.main(["--family", "txt2img", "--steps-scale", "0.002", "--out", str(out), "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)  # main() sets it for the process
+    assert (a / "txt2img.ckpt").read_bytes() == (b / "txt2img.ckpt").read_bytes()
+    record = json.loads((a / "demo_models.json").read_text())
+    assert record["txt2img"]["checkpoint_sha256"] == ldm.file_sha256(a / "txt2img.ckpt")
+    assert record["txt2img"]["diffusion_steps"] == 8 and record["txt2img"]["seed"] == 2
+    assert record["txt2img"]["command"] == "scripts/train_demo_models.py --family txt2img --steps-scale 0.002 --threads 1"
+    model = ldm.load(REPO / "configs" / "tiny" / "txt2img.yaml", a / "txt2img.ckpt", tokenizer=REPO / "configs" / "tiny" / "vocab.txt")
+    assert not model.load_report.warnings
+
+
+# ----------------------------------------------------------------------------
+# The committed trained checkpoints (models/demo/) and their record.
+
+
+def test_committed_demo_models_match_their_record_and_load_strictly():
+    models = demo_models()
+    record = json.loads((DEMO_DIR / "demo_models.json").read_text())
+    assert record["trained"] is True and set(models) == {"inpainting", "superres", "txt2img"}
+    for family, (config, ckpt) in models.items():
+        model = ldm.load(config, ckpt, tokenizer=config.parent / "vocab.txt" if family == "txt2img" else None)
+        assert not model.load_report.warnings, family
+        assert record[family]["diffusion_steps"] > 1000 and ckpt.stat().st_size < 8 * 2**20
+
+
+def test_demo_models_refuses_missing_modified_or_stale_files(tmp_path, monkeypatch):
+    import ldm_lab.demo_models as dm
+
+    folder = tmp_path / "demo"
+    shutil.copytree(DEMO_DIR, folder)
+    assert demo_models(folder)["superres"][1] == folder / "superres.ckpt"
+    (folder / "superres.ckpt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"superres\.ckpt.*git checkout"):
+        demo_models(folder)
+    shutil.copy(DEMO_DIR / "superres.ckpt", folder / "superres.ckpt")
+    with open(folder / "txt2img.ckpt", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(ValueError, match=r"txt2img\.ckpt is not the one recorded.*train_demo_models"):
+        demo_models(folder)
+    shutil.copy(DEMO_DIR / "txt2img.ckpt", folder / "txt2img.ckpt")
+    configs = tmp_path / "configs"
+    shutil.copytree(dm.CONFIG_DIR, configs)
+    with open(configs / "inpainting.yaml", "a") as f:
+        f.write("# edited\n")
+    monkeypatch.setattr(dm, "CONFIG_DIR", configs)
+    monkeypatch.setattr(dm, "PROJECT_ROOT", tmp_path)
+    with pytest.raises(ValueError, match=r"inpainting\.yaml changed since the demo models were trained"):
+        demo_models(folder)
+    (folder / "demo_models.json").unlink()
+    with pytest.raises(FileNotFoundError, match="demo model record not found"):
+        demo_models(folder)
