@@ -10,7 +10,7 @@ random tiny models the tests use, and prints:
   * text-to-image: share of prompts whose generated image is closer to its caption's photo than to any
     other of the eight photos (pixel L2 at 64x64, and L1 between 8x8x8 colour histograms), per guidance scale.
 
-    .venv/bin/python benchmarks/demo_models.py                 # about 1 minute on 2 cores
+    .venv/bin/python benchmarks/demo_models.py                 # about 16 s on 2 cores
     .venv/bin/python benchmarks/demo_models.py --models /tmp/train --json out.json
 """
 

@@ -7,8 +7,8 @@ changed since training, is an error that says how to restore or retrain, never a
 
 `ensure_random_models()` writes the seeded random models the test suite uses. Each family is built
 through `ldm.build_model` and initialised from its own seeded CPU generator with a scaled init (norm gains
-around 1, other weights ~ N(0, 1/fan_in)) so decoded images have structure and contrast instead of a flat grey; the noise schedule is kept. The file is `{"state_dict": ...}` like an
-upstream checkpoint, with `model_ema.*` copies when the config samples with EMA weights, and
+around 1, other weights ~ N(0, 1/fan_in)) so decoded images have structure and contrast instead of a flat
+grey; the noise schedule is kept. The file is `{"state_dict": ...}` like an upstream checkpoint, with `model_ema.*` copies when the config samples with EMA weights, and
 `cond_stage_model.*` equal to `first_stage_model.*` for the inpainting family (upstream holds both).
 `models_dir/random_models.json` records version, seeds and hashes: a second call is a no-op unless a config
 changed or a checkpoint is missing or modified. Numbers from these models measure nothing but the pipeline.
@@ -54,16 +54,18 @@ def demo_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor
     return state
 
 
-def add_released_extras(cfg: ldm.DiffusionConfig, state: dict[str, torch.Tensor], *, num_updates: int = 0) -> None:
+def add_released_extras(cfg: ldm.DiffusionConfig, state: dict[str, torch.Tensor], *, num_updates: int = 0,
+                        decay: float = 0.9999, share_ema: bool = False) -> None:
     """What an upstream state_dict holds beside the model's own tensors: the first stage again as
-    `cond_stage_model.*` (one module under both prefixes) and `model_ema.*` copies when EMA is sampled."""
+    `cond_stage_model.*` (one module under both prefixes) and `model_ema.*` copies when EMA is sampled
+    (`share_ema`: the same tensors as `model.*`, stored once, for checkpoints whose weights are the EMA)."""
     for key in [k for k in state if k.startswith("cond_stage_model.")]:
         if cfg.cond_stage == "first_stage":
             state[key] = state["first_stage_model." + key.removeprefix("cond_stage_model.")]
     if cfg.use_ema:
         for key in [k for k in state if k.startswith("model.diffusion_model.")]:
-            state[ema_key(key)] = state[key].clone()
-        state["model_ema.decay"] = torch.tensor(0.9999)
+            state[ema_key(key)] = state[key] if share_ema else state[key].clone()
+        state["model_ema.decay"] = torch.tensor(decay)
         state["model_ema.num_updates"] = torch.tensor(num_updates, dtype=torch.int32)
 
 
@@ -86,8 +88,8 @@ def demo_models(models_dir: str | Path = DEMO_DIR) -> dict[str, tuple[Path, Path
     """
     folder = Path(models_dir)
     stamp_path = folder / STAMP
-    restore = (f"restore the committed files with `git checkout -- {folder.as_posix()}` or retrain them with "
-               f"`.venv/bin/python {RETRAIN} --out {folder.as_posix()}`")
+    retrain = f"`.venv/bin/python {RETRAIN} --out {folder.as_posix()}`"
+    restore = f"restore the committed files with `git checkout -- {folder.as_posix()}` or retrain them with {retrain}"
     if not stamp_path.is_file():
         raise FileNotFoundError(f"demo model record not found: {stamp_path}; {restore}")
     stamp = read_json(stamp_path)
@@ -103,7 +105,7 @@ def demo_models(models_dir: str | Path = DEMO_DIR) -> dict[str, tuple[Path, Path
         if cached_sha256([config])[config][1] != entry.get("config_sha256"):
             raise ValueError(f"{config} changed since the demo models were trained (sha256 differs from "
                              f"{stamp_path}); restore it with `git checkout -- {config.relative_to(PROJECT_ROOT).as_posix()}` "
-                             f"or retrain with `.venv/bin/python {RETRAIN} --out {folder.as_posix()}`")
+                             f"or retrain with {retrain}")
         out[family] = (config, ckpt)
     return out
 

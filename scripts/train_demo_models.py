@@ -12,9 +12,9 @@ from the training size to the whole photo), flips, channel permutations and tint
 The text-to-image model learns the demo's eight photos with their sixteen captions (its demo asks whether a
 caption brings back its photo), the caption replaced by "" 10% of the time for classifier-free guidance.
 
-Objectives. Autoencoders: L1 + L2 reconstruction; VQ trained continuous, then a k-means codebook and the
-decoder tuned on the snapped latents (decoding snaps, as upstream); KL with a small KL term. The latent
-is then rescaled so that `scale_factor * z` has unit std; the rescale folds into quant_conv, the codebook
+Objectives. Autoencoders: L1 + L2 reconstruction. VQ: a linear codec fitted and written exactly into the
+architecture (see `write_linear_codec`), then a k-means codebook of its latents; KL: trained freely, with a
+small KL term. The latent is then rescaled so that `scale_factor * z` has unit std; the rescale folds into quant_conv, the codebook
 and post_quant_conv, so the configs stay as they are. Diffusion: the LDM paper's eps-prediction loss
 E ||eps - eps_theta(z_t, t, c)||^2 with t uniform over the 1000 steps; the checkpoint holds the EMA (0.999)
 of the UNet (and text encoder) weights.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import platform
 import sys
@@ -43,12 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import ldm  # noqa: E402
-from ldm.checkpoint import ema_key  # noqa: E402
 from ldm.schedule import BUFFER_NAMES  # noqa: E402
 from ldm.tokenizer import BertTokenizer  # noqa: E402
 from ldm_lab.data.demo import PHOTOS, load_bundled_photo  # noqa: E402
+from ldm_lab.data.files import write_bytes_atomic, write_json_atomic  # noqa: E402
 from ldm_lab.data.masks import generate_mask  # noqa: E402
 from ldm_lab.data.resize import bicubic_downscale  # noqa: E402
+from ldm_lab.demo_models import add_released_extras  # noqa: E402
+from ldm_lab.results import read_json  # noqa: E402
 
 CONFIGS = ROOT / "configs" / "tiny"
 FAMILIES = ("inpainting", "superres", "txt2img")
@@ -415,20 +416,12 @@ def checkpoint_bytes(model: ldm.LatentDiffusion, ema: dict[str, torch.Tensor], s
     """{"state_dict"} in CompVis layout: network weights float16 (the loader casts), the UNet/text-encoder
     entries hold the EMA weights, `model_ema.*` (configs that sample with EMA) and `cond_stage_model.*`
     (inpainting: the first stage again) share those tensors, so each is stored once."""
-    half: dict[int, torch.Tensor] = {}
     state = {}
     for name, value in model.state_dict().items():
         value = ema.get(name, value)
-        if name in BUFFER_NAMES or not value.is_floating_point():
-            state[name] = value.clone()
-            continue
-        key = value.data_ptr()  # one float16 copy per storage: first_stage/cond_stage stay shared
-        state[name] = half.setdefault(key, value.detach().to(torch.float16).clone())
-    if model.config.use_ema:
-        for name in [k for k in state if k.startswith("model.diffusion_model.")]:
-            state[ema_key(name)] = state[name]
-        state["model_ema.decay"] = torch.tensor(EMA_DECAY)
-        state["model_ema.num_updates"] = torch.tensor(steps, dtype=torch.int32)
+        keep = name in BUFFER_NAMES or not value.is_floating_point()
+        state[name] = value.clone() if keep else value.detach().to(torch.float16)
+    add_released_extras(model.config, state, num_updates=steps, decay=EMA_DECAY, share_ema=True)
     buffer = io.BytesIO()
     torch.save({"state_dict": state, "global_step": steps}, buffer)
     return buffer.getvalue()
@@ -485,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp_path = out / "demo_models.json"
-    stamp = json.loads(stamp_path.read_text(encoding="utf-8")) if stamp_path.is_file() else {}
+    stamp = read_json(stamp_path) if stamp_path.is_file() else {}
     given = list(argv if argv is not None else sys.argv[1:])
     if "--out" in given:  # the record lives in the output folder: the command names what else was chosen
         del given[given.index("--out"):given.index("--out") + 2]
@@ -500,12 +493,10 @@ def main(argv: list[str] | None = None) -> int:
         seed = args.seed + FAMILIES.index(family)
         data, entry = train_family(family, seed, args.steps_scale, log)
         path = out / f"{family}.ckpt"
-        tmp = path.with_suffix(".ckpt.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        write_bytes_atomic(path, data)
         entry.update({"command": command.strip(), "checkpoint_sha256": ldm.file_sha256(path), "bytes": len(data)})
         stamp[family] = entry
-        stamp_path.write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(stamp_path, stamp)
         log(f"{family}: wrote {path} ({len(data) / 2**20:.2f} MiB)")
     return 0
 
