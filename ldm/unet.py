@@ -62,14 +62,16 @@ class UNetConfig:
 
     @classmethod
     def tiny(cls, family: str) -> UNetConfig:
-        # One level reaches 64 channels so GroupNorm(32) groups hold 2+ channels (see the spec).
+        # 64 channels at the output level, so the last GroupNorm(32) groups are channel pairs (see the spec), and
+        # scale-shift norms: the demo models' output path needs both (scripts/train_demo_models.py).
         if family == "inpainting":
-            return cls(7, 3, 32, (2,), num_res_blocks=1, channel_mult=(1, 2), num_heads=2, resblock_updown=True,
-                       image_size=16)
+            return cls(7, 3, 64, (2,), num_res_blocks=1, channel_mult=(1, 1), num_heads=2, resblock_updown=True,
+                       use_scale_shift_norm=True, image_size=16)
         if family == "superres":
-            return cls(6, 3, 64, (2,), num_res_blocks=1, channel_mult=(1, 1), num_head_channels=16, image_size=16)
+            return cls(6, 3, 64, (2,), num_res_blocks=1, channel_mult=(1, 1), num_head_channels=16,
+                       use_scale_shift_norm=True, image_size=16)
         if family == "txt2img":
-            return cls(4, 4, 32, (1, 2), num_res_blocks=1, channel_mult=(1, 2), num_heads=2,
+            return cls(4, 4, 64, (1, 2), num_res_blocks=1, channel_mult=(1, 1), num_heads=2, use_scale_shift_norm=True,
                        use_spatial_transformer=True, context_dim=32, legacy=False, image_size=8)
         raise ValueError(f"unknown tiny UNet family {family!r}; choose from ['inpainting', 'superres', 'txt2img']")
 

@@ -16,12 +16,13 @@ Objectives. Autoencoders: L1 + L2 reconstruction. VQ: a linear codec fitted and 
 architecture (see `write_linear_codec`), then a k-means codebook of its latents; KL: trained freely, with a
 small KL term. The latent is then rescaled so that `scale_factor * z` has unit std; the rescale folds into quant_conv, the codebook
 and post_quant_conv, so the configs stay as they are. Diffusion: the LDM paper's eps-prediction loss
-E ||eps - eps_theta(z_t, t, c)||^2 with t uniform over the 1000 steps; the checkpoint holds the EMA (0.999)
-of the UNet (and text encoder) weights.
+E ||eps - eps_theta(z_t, t, c)||^2 with t uniform over the 1000 steps, the UNet's output path built so that
+eps can carry a spatial mean and a t-gated linear function of its inputs (see `build_output_path`); the
+checkpoint holds the EMA (0.999) of the UNet (and text encoder) weights.
 
 One seeded torch.Generator drives every draw: the same seed, machine and thread count give the same bytes.
 Writes `{family}.ckpt` ({"state_dict"} with CompVis names, network weights in float16, shared tensors
-stored once) and `demo_models.json` (command, seed, steps, losses, times, hashes).
+stored once) and `demo_models.json` (command, threads, seed, steps, losses, times, hashes).
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ HELD_OUT = tuple(file for file, _, _ in PHOTOS) + ("motorcycle_right.png",)
 # Per family: autoencoder steps, diffusion steps, crop size (the demo's working size: the GroupNorm layers
 # make these small networks size-dependent), diffusion batch, lr, encoded crops in the bank.
 PLAN = {
-    "inpainting": {"ae_steps": 600, "unet_steps": 5000, "size": 128, "batch": 8, "lr": 5e-4, "bank": 2048},
+    "inpainting": {"ae_steps": 600, "unet_steps": 4500, "size": 128, "batch": 8, "lr": 5e-4, "bank": 2048},
     "superres": {"ae_steps": 600, "unet_steps": 3000, "size": 128, "batch": 8, "lr": 5e-4, "bank": 2048},
-    "txt2img": {"ae_steps": 1200, "unet_steps": 4000, "size": 64, "batch": 32, "lr": 5e-4, "bank": 2048},
+    "txt2img": {"ae_steps": 1000, "unet_steps": 3000, "size": 64, "batch": 32, "lr": 5e-4, "bank": 2048},
 }
 AE_BATCH, AE_LR = 8, 1e-3
 CAPTION_DROP, EMA_DECAY, KL_WEIGHT = 0.1, 0.999, 1e-4
@@ -347,42 +348,180 @@ class Conditioner:
         return z0, {"context": self.model.cond_stage_model(self.tokenizer(prompts))}
 
 
-# The UNet's last GroupNorm normalises each group over the latent, so with one channel per group (32
-# model channels) eps_theta cannot carry a per-channel spatial mean, and the first DDIM steps (t ~ 800, where
-# x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) multiplies an eps-mean error by ~10) give a colour cast. With
-# 64 model channels each group is a pair; keeping the pairs of the last block's output antisymmetric (+a, -a),
-# with equal GroupNorm affines and antisymmetric reads in the output convolution, the norm subtracts a zero
-# mean and eps = sum w * (silu(g u + b) - silu(-g u + b)) keeps the mean (exactly linear for b = 0).
-@torch.no_grad()
-def tie_output_pairs(unet: torch.nn.Module) -> None:
-    """Project the output path onto the antisymmetric-pair form (after init and after every optimiser step)."""
-    last = unet.output_blocks[-1][0]
-    for conv in (last.out_layers[-1], last.skip_connection):
-        conv.weight[1::2] = -conv.weight[0::2]
-        conv.bias[1::2] = -conv.bias[0::2]
-    norm, conv = unet.out[0], unet.out[-1]
-    norm.weight[1::2] = norm.weight[0::2]
-    norm.bias[1::2] = norm.bias[0::2]
-    conv.weight[:, 1::2] = -conv.weight[:, 0::2]
+# Why a tiny UNet needs help with eps's spatial mean. Its GroupNorm(32) layers normalise each group of
+# channels over the latent, so a per-channel spatial mean (the image's colour) survives a norm only as a
+# difference between the channels of a group, and the last norm, right before eps, removes it outright at
+# one channel per group. The mean matters: the first DDIM step (t ~ 800) forms
+# x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) and multiplies an eps-mean error by ~10 (a colour cast), and
+# the right eps mean, (mean(x_t) - sqrt(abar) mean(z0)) / sqrt(1 - abar), weighs x_t and the conditioning
+# with gains that depend on t.
+#
+# The output path is therefore built, and kept during training, in a form that carries means linearly
+# (the configs use 64 channels at the output level, so the last norm's groups are pairs, and
+# use_scale_shift_norm, so the timestep scales a normalised channel):
+#   * a pair (+k a, -k a) at small amplitude k has a zero group mean and a GroupNorm variance k^2 mean(a^2)
+#     far below eps (1e-5), so the norm gives ~ +-a k / sqrt(1e-5), mean included, and a convolution reading
+#     the pair as (w, -w) after swish gets w (swish(u) - swish(-u) = u), exactly linear;
+#   * the last output block writes its 32 outputs as such pairs, the output norm is the identity affine and
+#     the output convolution reads pairs: eps = conv(w, v k / sqrt(k^2 mean(v^2) + 1e-5)) of the block's v;
+#   * a linear path: the first convolution copies every UNet input channel (x_t and the concatenated
+#     conditioning) into pairs at the end of the skip it hands the last block; that block's first
+#     convolution reads them as pairs into hidden pairs, which its norm keeps and its timestep scale-shift
+#     multiplies by 1 + s(t) (tied within a pair; shift antisymmetric), and its second convolution reads the
+#     hidden pairs into v. So eps = sum_i g_i(t) (W_i * [x_t, c]) + the learned rest: for super-resolution,
+#     where a linear map of the LR image predicts z0 about as well as the codec reconstructs it, the t-gated
+#     linear part alone gives x0 = M * c.
+# Training runs the real architecture through torch parametrisations (`Tied`); `bake` writes the plain weights.
+PAIR_AMPLITUDE = 1e-3
+
+
+class Tied(torch.nn.Module):
+    """A weight with structure: rows in pairs (rows p, p + 1 with p + 1 = -p at `scale` times the free values,
+    or p + 1 = p), columns read as antisymmetric pairs (at `col_scale` times the free values), and entries
+    fixed to values. The scales keep the free values O(1), so AdamW's steps suit every part."""
+
+    def __init__(self, shape, *, anti_rows=(), same_rows=(), anti_cols=(), scale: float = 1.0, col_scale: float = 1.0,
+                 fixed=None):
+        super().__init__()
+        self.anti_rows, self.same_rows, self.anti_cols = list(anti_rows), list(same_rows), list(anti_cols)
+        self.scale, self.col_scale = scale, col_scale
+        mask, values = fixed if fixed is not None else (torch.zeros(shape, dtype=torch.bool), torch.zeros(shape))
+        self.register_buffer("mask", mask)
+        self.register_buffer("values", values)
+
+    def forward(self, free: torch.Tensor) -> torch.Tensor:
+        w = free
+        if self.anti_cols:
+            cols = torch.tensor(self.anti_cols)
+            first = self.col_scale * w.index_select(1, cols)
+            w = w.index_copy(1, cols, first).index_copy(1, cols + 1, -first)
+        if self.anti_rows:
+            rows = torch.tensor(self.anti_rows)
+            first = self.scale * w.index_select(0, rows)
+            w = w.index_copy(0, rows, first).index_copy(0, rows + 1, -first)
+        if self.same_rows:
+            rows = torch.tensor(self.same_rows)
+            w = w.index_copy(0, rows + 1, w.index_select(0, rows))
+        return torch.where(self.mask, self.values, w)
+
+    def right_inverse(self, full: torch.Tensor) -> torch.Tensor:
+        if self.anti_rows:
+            rows = torch.tensor(self.anti_rows)
+            full = full.index_copy(0, rows, full.index_select(0, rows) / self.scale)
+        if self.anti_cols:
+            cols = torch.tensor(self.anti_cols)
+            full = full.index_copy(1, cols, full.index_select(1, cols) / self.col_scale)
+        return full
 
 
 def pairs_fit(unet: torch.nn.Module) -> bool:
-    """Whether the UNet's output groups are channel pairs whose last block has a convolutional skip."""
+    """Whether the UNet's output groups are channel pairs and its last block a scale-shift block with a
+    convolutional skip."""
     last = unet.output_blocks[-1][0]
-    return unet.out[0].num_channels == 2 * unet.out[0].num_groups and isinstance(last.skip_connection, torch.nn.Conv2d)
+    return (unet.out[0].num_channels == 2 * unet.out[0].num_groups and last.use_scale_shift_norm
+            and isinstance(last.skip_connection, torch.nn.Conv2d))
+
+
+def _tie(module: torch.nn.Module, name: str, **kwargs) -> torch.Tensor:
+    """Register a `Tied` parametrisation (the free values start at the initial ones); returns the free tensor."""
+    from torch.nn.utils import parametrize
+
+    tensor = getattr(module, name)
+    with torch.no_grad():
+        if kwargs.get("anti_rows"):
+            rows = torch.tensor(kwargs["anti_rows"])
+            tensor.index_copy_(0, rows, tensor.index_select(0, rows) * kwargs.get("scale", 1.0))
+        if kwargs.get("anti_cols"):
+            cols = torch.tensor(kwargs["anti_cols"])
+            tensor.index_copy_(1, cols, tensor.index_select(1, cols) * kwargs.get("col_scale", 1.0))
+    parametrize.register_parametrization(module, name, Tied(tensor.shape, **kwargs))
+    return getattr(module.parametrizations, name).original
+
+
+def _fixed(shape, entries: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    mask, values = torch.zeros(shape, dtype=torch.bool), torch.zeros(shape)
+    for index, value in entries.items():
+        mask[index], values[index] = True, value
+    return mask, values
+
+
+def linear_channels(unet: torch.nn.Module) -> tuple[list[int], list[int]]:
+    """First channels of the linear path's pairs: in the first convolution's output (the end of the skip the
+    last block reads) and in the last block's hidden layer; one pair per UNet input channel, rounded up to an
+    even count so that the pairs fill whole 4-channel groups of the last block's input norm."""
+    first, last = unet.input_blocks[0][0], unet.output_blocks[-1][0]
+    inputs = first.in_channels + first.in_channels % 2
+    width, hidden = first.out_channels, last.in_layers[-1].out_channels
+    return [width - 2 * inputs + 2 * i for i in range(inputs)], [hidden - 2 * inputs + 2 * i for i in range(inputs)]
+
+
+def build_output_path(unet: torch.nn.Module, k: float = PAIR_AMPLITUDE) -> None:
+    """Parametrise the UNet as described above (call once, before training)."""
+    first, last = unet.input_blocks[0][0], unet.output_blocks[-1][0]
+    lin_in, lin_hidden = linear_channels(unet)
+    offset = last.in_layers[0].num_channels - first.out_channels  # the skip follows h in the block's input
+    hidden = last.in_layers[-1].out_channels
+    out_pairs = list(range(0, last.out_layers[-1].out_channels, 2))
+    mask, values = _fixed(first.weight.shape, {})
+    for i, row in enumerate(lin_in):  # whole rows fixed: input i's centre tap, +k and -k
+        mask[row:row + 2] = True
+        if i < first.in_channels:
+            values[row, i, 1, 1], values[row + 1, i, 1, 1] = k, -k
+    _tie(first, "weight", fixed=(mask, values))
+    _tie(first, "bias", fixed=_fixed(first.bias.shape, {(r + d,): 0.0 for r in lin_in for d in (0, 1)}))
+    norm = last.in_layers[0]
+    _tie(norm, "weight", fixed=_fixed(norm.weight.shape, {(offset + r + d,): 1.0 for r in lin_in for d in (0, 1)}))
+    _tie(norm, "bias", fixed=_fixed(norm.bias.shape, {(offset + r + d,): 0.0 for r in lin_in for d in (0, 1)}))
+    gain = k / math.sqrt(last.in_layers[0].eps)  # a norm maps a pair of amplitude k a to +-gain a
+    conv1 = last.in_layers[-1]  # hidden pair i starts as a copy of input i (read as pairs), nothing else
+    free = _tie(conv1, "weight", anti_rows=lin_hidden, anti_cols=[offset + r for r in lin_in], scale=k, col_scale=1 / gain)
+    with torch.no_grad():
+        free[lin_hidden[0]:] = 0
+        for i in range(first.in_channels):
+            free[lin_hidden[i], offset + lin_in[i], 1, 1] = 1.0
+    _tie(conv1, "bias", anti_rows=lin_hidden, scale=k)
+    emb = last.emb_layers[-1]  # rows: scale (hidden) then shift (hidden)
+    _tie(emb, "weight", same_rows=lin_hidden, anti_rows=[hidden + r for r in lin_hidden])
+    _tie(emb, "bias", same_rows=lin_hidden, anti_rows=[hidden + r for r in lin_hidden])
+    norm = last.out_layers[0]
+    _tie(norm, "weight", fixed=_fixed(norm.weight.shape, {(r + d,): 1.0 for r in lin_hidden for d in (0, 1)}))
+    _tie(norm, "bias", fixed=_fixed(norm.bias.shape, {(r + d,): 0.0 for r in lin_hidden for d in (0, 1)}))
+    conv2 = last.out_layers[-1]
+    _tie(conv2, "weight", anti_rows=out_pairs, anti_cols=lin_hidden, scale=k, col_scale=1 / gain)
+    _tie(conv2, "bias", anti_rows=out_pairs, scale=k)
+    _tie(last.skip_connection, "weight", anti_rows=out_pairs, scale=k)
+    _tie(last.skip_connection, "bias", anti_rows=out_pairs, scale=k)
+    for attention in unet.output_blocks[-1][1:]:  # an attention layer after it adds its output as pairs too
+        _tie(attention.proj_out, "weight", anti_rows=out_pairs, scale=k)
+        _tie(attention.proj_out, "bias", anti_rows=out_pairs, scale=k)
+    norm = unet.out[0]
+    _tie(norm, "weight", fixed=(torch.ones_like(norm.weight, dtype=torch.bool), torch.ones_like(norm.weight)))
+    _tie(norm, "bias", fixed=(torch.ones_like(norm.bias, dtype=torch.bool), torch.zeros_like(norm.bias)))
+    _tie(unet.out[-1], "weight", anti_cols=list(range(0, unet.out[-1].in_channels, 2)), col_scale=1 / gain)
+
+
+def bake(module: torch.nn.Module) -> None:
+    """Replace every parametrisation by the plain tensor it gives (the checkpoint's names and values)."""
+    from torch.nn.utils import parametrize
+
+    for sub in list(module.modules()):
+        if parametrize.is_parametrized(sub):
+            for name in list(sub.parametrizations):
+                parametrize.remove_parametrizations(sub, name, leave_parametrized=True)
 
 
 def train_diffusion(model: ldm.LatentDiffusion, cond: Conditioner, steps: int, batch: int, lr: float,
-                    gen: torch.Generator, log) -> tuple[dict[str, torch.Tensor], dict]:
-    """eps-prediction training of the UNet (and the text encoder for txt2img); returns (EMA weights, losses)."""
+                    gen: torch.Generator, log) -> dict:
+    """eps-prediction training of the UNet (and the text encoder for txt2img); leaves the EMA weights in the
+    model (output pairs baked) and returns the losses."""
     modules = {"model.": model.model}
     if cond.family == "txt2img":
         modules["cond_stage_model."] = model.cond_stage_model
-    named = {prefix + n: p for prefix, module in modules.items() for n, p in module.named_parameters()}
-    opt = torch.optim.AdamW(list(named.values()), lr=lr, weight_decay=0.0)
     paired = pairs_fit(model.unet)
     if paired:
-        tie_output_pairs(model.unet)
+        build_output_path(model.unet)
+    named = {prefix + n: p for prefix, module in modules.items() for n, p in module.named_parameters() if p.requires_grad}
+    opt = torch.optim.AdamW(list(named.values()), lr=lr, weight_decay=0.0)
     ema = {n: p.detach().clone() for n, p in named.items()}
     warmup, history = 200, []
     for step in range(steps):
@@ -398,8 +537,6 @@ def train_diffusion(model: ldm.LatentDiffusion, cond: Conditioner, steps: int, b
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(named.values()), 1.0)
         opt.step()
-        if paired:
-            tie_output_pairs(model.unet)
         decay = min(EMA_DECAY, (1 + step) / (10 + step))  # LitEma's warm-up
         with torch.no_grad():
             for n, p in named.items():
@@ -407,18 +544,21 @@ def train_diffusion(model: ldm.LatentDiffusion, cond: Conditioner, steps: int, b
         history.append(loss.item())
         if (step + 1) % 500 == 0 or step + 1 == steps:
             log(f"  diffusion step {step + 1}/{steps}: eps loss {np.mean(history[-500:]):.4f}")
-    return ema, {"eps_loss": round(float(np.mean(history[-500:])), 5), "antisymmetric_output_pairs": paired}
+    with torch.no_grad():
+        for n, p in named.items():
+            p.copy_(ema[n])
+    bake(model.unet)
+    return {"eps_loss": round(float(np.mean(history[-500:])), 5), "linear_output_path": paired}
 
 
 # ----------------------------------------------------------------------------
 # Checkpoint.
-def checkpoint_bytes(model: ldm.LatentDiffusion, ema: dict[str, torch.Tensor], steps: int) -> bytes:
-    """{"state_dict"} in CompVis layout: network weights float16 (the loader casts), the UNet/text-encoder
-    entries hold the EMA weights, `model_ema.*` (configs that sample with EMA) and `cond_stage_model.*`
-    (inpainting: the first stage again) share those tensors, so each is stored once."""
+def checkpoint_bytes(model: ldm.LatentDiffusion, steps: int) -> bytes:
+    """{"state_dict"} in CompVis layout: network weights float16 (the loader casts), `model_ema.*` (configs
+    that sample with EMA) and `cond_stage_model.*` (inpainting: the first stage again) share the model's
+    tensors (the EMA weights, see `train_diffusion`), so each is stored once."""
     state = {}
     for name, value in model.state_dict().items():
-        value = ema.get(name, value)
         keep = name in BUFFER_NAMES or not value.is_floating_point()
         state[name] = value.clone() if keep else value.detach().to(torch.float16)
     add_released_extras(model.config, state, num_updates=steps, decay=EMA_DECAY, share_ema=True)
@@ -456,14 +596,14 @@ def train_family(family: str, seed: int, scale: float, log) -> tuple[bytes, dict
     bank = max(64, round(plan["bank"] * min(1.0, scale)))
     cond = Conditioner(model, family, photos, plan["size"], gen, seed, bank)
     log(f"  bank of {bank} encoded crops: {time.perf_counter() - start:.0f} s")
-    ema, unet_log = train_diffusion(model, cond, unet_steps, plan["batch"], plan["lr"], gen, log)
+    unet_log = train_diffusion(model, cond, unet_steps, plan["batch"], plan["lr"], gen, log)
     unet_log["seconds"] = round(time.perf_counter() - start, 1)
     log(f"  diffusion: {unet_log}")
     entry = {"config": f"configs/tiny/{family}.yaml", "config_sha256": ldm.file_sha256(CONFIGS / f"{family}.yaml"),
              "seed": seed, "autoencoder_steps": ae_steps, "diffusion_steps": unet_steps, "batch": plan["batch"],
              "crop": plan["size"], "bank": bank, "autoencoder": ae_log, "diffusion": unet_log,
              "photos": [f for f, _, _ in PHOTOS] if family == "txt2img" else list(TRAIN_FILES)}
-    return checkpoint_bytes(model, ema, unet_steps), entry
+    return checkpoint_bytes(model, unet_steps), entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,8 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     if "--out" in given:  # the record lives in the output folder: the command names what else was chosen
         del given[given.index("--out"):given.index("--out") + 2]
     command = "scripts/train_demo_models.py " + " ".join(given)
+    stamp.pop("threads", None)  # per family since families may be trained apart
     stamp.update({"version": 2, "trained": True, "torch": torch.__version__, "machine": platform.machine(),
-                  "threads": args.threads, "held_out_photos": list(HELD_OUT)})
+                  "held_out_photos": list(HELD_OUT)})
 
     def log(message: str) -> None:
         print(message, flush=True)
@@ -494,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         data, entry = train_family(family, seed, args.steps_scale, log)
         path = out / f"{family}.ckpt"
         write_bytes_atomic(path, data)
-        entry.update({"command": command.strip(), "checkpoint_sha256": ldm.file_sha256(path), "bytes": len(data)})
+        entry.update({"command": command.strip(), "threads": args.threads, "checkpoint_sha256": ldm.file_sha256(path), "bytes": len(data)})
         stamp[family] = entry
         write_json_atomic(stamp_path, stamp)
         log(f"{family}: wrote {path} ({len(data) / 2**20:.2f} MiB)")

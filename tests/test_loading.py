@@ -180,10 +180,9 @@ def test_first_stage_only_checkpoint(tmp_path):
 
 # ---- the cheap pairing check (names and shapes only) and its one-line reason ---------------------------------
 @pytest.mark.parametrize("config, ckpt, facts", [
-    ("inpainting", "superres", ["UNet input channels: config 7, checkpoint 6", "UNet model channels: config 32, checkpoint 64"]),
-    ("superres", "inpainting", ["UNet input channels: config 6, checkpoint 7", "UNet model channels: config 64, checkpoint 32"]),
+    ("inpainting", "superres", ["UNet input channels: config 7, checkpoint 6"]),
+    ("superres", "inpainting", ["UNet input channels: config 6, checkpoint 7"]),
     ("txt2img", "superres", ["UNet input channels: config 4, checkpoint 6", "UNet output channels: config 4, checkpoint 3",
-                             "UNet model channels: config 32, checkpoint 64",
                              "UNet attention layers: config 14, checkpoint 4",
                              "UNet cross-attention context width: config 32, checkpoint none",
                              "first stage: config KL, checkpoint VQ", "first-stage latent channels: config 4, checkpoint 3",
@@ -199,6 +198,17 @@ def test_pairing_check_states_the_architecture_difference(tiny_ckpts, config, ck
         msg = str(err)
         assert msg.startswith(f"checkpoint {ckpt_path} and config {cfg_path} do not match: ") and "\n" not in msg
         assert msg.split(" do not match: ")[1].split(" (")[0] == "; ".join(facts)
+
+
+def test_pairing_check_states_a_model_channel_difference(tiny_ckpts, tmp_path):
+    text = TINY_CONFIGS["superres"].read_text()
+    assert "model_channels: 64" in text
+    narrow = tmp_path / "superres-32.yaml"
+    narrow.write_text(text.replace("model_channels: 64", "model_channels: 32"))
+    ckpt_path = tiny_ckpts["superres"][1]
+    for check in (ldm.check_pairing, ldm.load):
+        with pytest.raises(CheckpointError, match=r"do not match: UNet model channels: config 32, checkpoint 64 \("):
+            check(narrow, ckpt_path)
 
 
 def test_pairing_check_passes_matching_pairs_and_lists_keys_without_an_architecture_difference(tiny_ckpts, tmp_path):

@@ -162,7 +162,7 @@ def test_bad_inputs_name_the_argument(tmp_path):
     with pytest.raises(FileNotFoundError, match="`model` not found"):
         run(tmp_path / "b", model=tmp_path / "missing.ckpt")
     with pytest.raises(ValueError, match=r"`model` does not fit `config`.*superres\.ckpt.*"
-                                         r"do not match: UNet input channels: config 7, checkpoint 6; UNet model channels: config 32, checkpoint 64 \("):
+                                         r"do not match: UNet input channels: config 7, checkpoint 6 \("):
         run(tmp_path / "c", model=demo_models()["superres"][1])
     with pytest.raises(ValueError, match=r"`config` .*txt2img\.yaml describes a model with cond_stage 'bert'"):
         run(tmp_path / "d", config=demo_models()["txt2img"][0])

@@ -1,0 +1,107 @@
+"""Where a demo model loses quality: its x0 prediction at single noise levels.
+
+For the eight held-out demo photos (128 px) and the task's conditioning as its runner builds it
+(super-resolution: the x4 bicubic LR image; inpainting: the masked image's latent and the mask), noises the
+first-stage latent z0 to x_t at t = 50 ... 999, asks the model for eps once, forms
+x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) and prints the eps MSE, the error of eps's per-channel spatial
+mean and the PSNR of decode(x0) against the photo (inpainting: in the hole, mean over images). Then the first
+DDIM step as the sampler takes it (t = 801, x_t pure noise) and, for inpainting, that x0 with only its hole
+mean moved to the photo's, and the constant fill with the context's mean colour:
+
+    .venv/bin/python benchmarks/demo_x0.py --task superres          # a few seconds
+    .venv/bin/python benchmarks/demo_x0.py --task inpainting --checkpoint /tmp/train/inpainting.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import ldm  # noqa: E402
+from ldm_lab.data import prepare_demo  # noqa: E402
+from ldm_lab.data.resize import bicubic_downscale  # noqa: E402
+
+TIMESTEPS = (50, 200, 400, 600, 800, 999)
+FIRST_DDIM_STEP = 801  # 5 DDIM steps: t = 801, 601, 401, 201, 1
+SIZE = 128
+
+
+def as_tensor(images: list[Image.Image]) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1) for im in images])
+
+
+def load_task(task: str, model: ldm.LatentDiffusion, folder: Path):
+    """(photos in [0, 1], the apply_model conditioning, the hole mask or None)."""
+    if task == "superres":
+        hr = [Image.open(p).convert("RGB") for p in sorted((folder / "X4" / "HIGH").glob("*.png"))]
+        lr = as_tensor([bicubic_downscale(im, model.downsample_factor) for im in hr])
+        return as_tensor(hr), {"concat": lr * 2 - 1}, None
+    files = sorted((folder / "images").glob("*.png"))
+    x = as_tensor([Image.open(p).convert("RGB").resize((SIZE, SIZE), Image.BICUBIC) for p in files])
+    masks = [Image.open(folder / "masks" / p.name).convert("L").resize((SIZE, SIZE), Image.NEAREST) for p in files]
+    m = torch.stack([torch.from_numpy(np.asarray(im) > 127).float()[None] for im in masks])
+    c = model.get_learned_conditioning((1 - m) * x * 2 - 1)  # as the runner: masked = (1 - mask) * image
+    return x, {"concat": torch.cat([c, F.interpolate(m * 2 - 1, size=c.shape[-2:])], dim=1)}, m
+
+
+def psnr(y: torch.Tensor, x: torch.Tensor, hole: torch.Tensor | None) -> float:
+    """Mean over images of the PSNR (RGB; in the hole when given)."""
+    weight = torch.ones_like(x[:, :1]) if hole is None else hole
+    mse = ((y - x) ** 2 * weight).sum((1, 2, 3)) / (weight.sum((1, 2, 3)) * 3)
+    return float(np.mean([10 * math.log10(1 / v) for v in mse.tolist()]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=("superres", "inpainting"), default="superres")
+    parser.add_argument("--config", help="default: configs/tiny/TASK.yaml")
+    parser.add_argument("--checkpoint", help="default: models/demo/TASK.ckpt")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    config = args.config or ROOT / "configs" / "tiny" / f"{args.task}.yaml"
+    model = ldm.load(config, args.checkpoint or ROOT / "models" / "demo" / f"{args.task}.ckpt").eval()
+    dataset = {"superres": "super-resolution_dataset", "inpainting": "inpainting_dataset"}[args.task]
+    gen = torch.Generator().manual_seed(args.seed)
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        x, cond, hole = load_task(args.task, model, prepare_demo(Path(tmp))[dataset])
+        z0 = model.encode_first_stage(x * 2 - 1)
+
+        def x0_at(t: int, zt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            abar = model.alphas_cumprod[t]
+            pred = model.apply_model(zt, torch.full((len(x),), t), **cond)
+            x0 = (zt - (1 - abar).sqrt() * pred) / abar.sqrt()
+            return pred, (model.decode_first_stage(x0).clamp(-1, 1) + 1) / 2
+
+        label = "PSNR dB" if hole is None else "hole PSNR"
+        print(f"{'t':>4s} {'eps MSE':>8s} {'eps-mean err':>12s} {label:>9s}")
+        for t in TIMESTEPS:
+            eps = torch.randn(z0.shape, generator=gen)
+            abar = model.alphas_cumprod[t]
+            pred, y = x0_at(t, abar.sqrt() * z0 + (1 - abar).sqrt() * eps)
+            eps_mean = (pred.mean((2, 3)) - eps.mean((2, 3))).abs().mean().item()
+            print(f"{t:4d} {(pred - eps).pow(2).mean().item():8.4f} {eps_mean:12.4f} {psnr(y, x, hole):9.2f}")
+        _, y = x0_at(FIRST_DDIM_STEP, torch.randn(z0.shape, generator=gen))
+        print(f"first DDIM step (t = {FIRST_DDIM_STEP}, x_t pure noise): x0 {psnr(y, x, hole):.2f} dB")
+        if hole is not None:
+            def hole_mean(a: torch.Tensor) -> torch.Tensor:
+                return (a * hole).sum((2, 3), keepdim=True) / hole.sum((2, 3), keepdim=True)
+
+            context_mean = ((1 - hole) * x).sum((2, 3), keepdim=True) / (1 - hole).sum((2, 3), keepdim=True)
+            print(f"  the same x0 with its hole mean moved to the photo's: {psnr(y - hole_mean(y) + hole_mean(x), x, hole):.2f} dB")
+            print(f"  constant fill with the context's mean colour: {psnr(context_mean.expand_as(x), x, hole):.2f} dB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
