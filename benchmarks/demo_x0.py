@@ -15,14 +15,12 @@ mean moved to the photo's, and the constant fill with the context's mean colour:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 import ldm  # noqa: E402
 from ldm_lab.data import prepare_demo  # noqa: E402
 from ldm_lab.data.resize import bicubic_downscale  # noqa: E402
+from ldm_lab.metrics.image_quality import psnr as psnr_of  # noqa: E402
+from ldm_lab.tasks.inpainting import inpainting_concat  # noqa: E402
 
 TIMESTEPS = (50, 200, 400, 600, 800, 999)
 FIRST_DDIM_STEP = 801  # 5 DDIM steps: t = 801, 601, 401, 201, 1
@@ -51,15 +51,19 @@ def load_task(task: str, model: ldm.LatentDiffusion, folder: Path):
     x = as_tensor([Image.open(p).convert("RGB").resize((SIZE, SIZE), Image.BICUBIC) for p in files])
     masks = [Image.open(folder / "masks" / p.name).convert("L").resize((SIZE, SIZE), Image.NEAREST) for p in files]
     m = torch.stack([torch.from_numpy(np.asarray(im) > 127).float()[None] for im in masks])
-    c = model.get_learned_conditioning((1 - m) * x * 2 - 1)  # as the runner: masked = (1 - mask) * image
-    return x, {"concat": torch.cat([c, F.interpolate(m * 2 - 1, size=c.shape[-2:])], dim=1)}, m
+    return x, {"concat": inpainting_concat(model.get_learned_conditioning, x, m)}, m
 
 
 def psnr(y: torch.Tensor, x: torch.Tensor, hole: torch.Tensor | None) -> float:
-    """Mean over images of the PSNR (RGB; in the hole when given)."""
-    weight = torch.ones_like(x[:, :1]) if hole is None else hole
-    mse = ((y - x) ** 2 * weight).sum((1, 2, 3)) / (weight.sum((1, 2, 3)) * 3)
-    return float(np.mean([10 * math.log10(1 / v) for v in mse.tolist()]))
+    """Mean over images of the PSNR (RGB, range 1; in the hole when given)."""
+    values = []
+    for i in range(len(x)):
+        a, b = y[i].permute(1, 2, 0).numpy(), x[i].permute(1, 2, 0).numpy()
+        if hole is not None:
+            keep = hole[i, 0].numpy() > 0.5
+            a, b = a[keep], b[keep]
+        values.append(psnr_of(a, b, data_range=1.0))
+    return float(np.mean(values))
 
 
 def main(argv: list[str] | None = None) -> int:

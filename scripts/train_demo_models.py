@@ -51,6 +51,7 @@ from ldm_lab.data.masks import generate_mask  # noqa: E402
 from ldm_lab.data.resize import bicubic_downscale  # noqa: E402
 from ldm_lab.demo_models import add_released_extras  # noqa: E402
 from ldm_lab.results import read_json  # noqa: E402
+from ldm_lab.tasks.inpainting import inpainting_concat  # noqa: E402
 
 CONFIGS = ROOT / "configs" / "tiny"
 FAMILIES = ("inpainting", "superres", "txt2img")
@@ -330,12 +331,11 @@ class Conditioner:
                                     model.downsample_factor) for img in x]
             lr = torch.stack([torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1) for im in lr])
             return {"z0": z0, "concat": lr * 2 - 1}
-        # inpainting, as the runner: masked = (1 - mask) * image; c = cat(encode(masked), mask resized nearest)
+        # inpainting: the runner's conditioning of random masks
         masks = [torch.from_numpy(np.asarray(generate_mask((size, size), seed=seed, index=first + i, hole_range=(0.05, 0.5)),
                                              dtype=np.float32) / 255)[None] for i in range(n)]
         mask = (torch.stack(masks) > 0.5).float()
-        c = model.get_learned_conditioning((1 - mask) * x * 2 - 1)
-        return {"z0": z0, "concat": torch.cat([c, F.interpolate(mask * 2 - 1, size=c.shape[-2:])], dim=1)}
+        return {"z0": z0, "concat": inpainting_concat(model.get_learned_conditioning, x, mask)}
 
     def batch(self, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         pick = torch.randint(len(next(iter(self.bank.values()))), (n,), generator=self.gen)

@@ -116,6 +116,13 @@ def _measure(folder: RunFolder, plan: list[engine.Planned], models: measure.Metr
                                                notes=notes, precision_recall=False, progress=progress)
 
 
+def inpainting_concat(encode, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The UNet's concat conditioning (upstream scripts/inpaint.py) for images in [0, 1] and masks 1 in the hole:
+    c = encode((1 - mask) * image mapped to [-1, 1]) beside the mask (+-1) resized to c's size, nearest."""
+    c = encode((1 - mask) * image * 2 - 1)
+    return torch.cat([c, F.interpolate(mask * 2 - 1, size=c.shape[-2:])], dim=1)
+
+
 def biharmonic_fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
     """The baseline: `skimage.restoration.inpaint_biharmonic` of uint8 RGB over the hole -> uint8 RGB."""
     filled = inpaint_biharmonic(image.astype(np.float64) / 255.0, hole, channel_axis=-1)
@@ -190,9 +197,8 @@ def run_inpainting(*, data_dir: str = "data/demo/inpainting_dataset", output_dir
         samples = [data[p.record.index] for p in batch]
         image = torch.stack([s.image for s in samples])
         mask = torch.stack([s.mask for s in samples])
-        masked = (1 - mask) * image
-        c = encode_condition(ldm_model, masked * 2 - 1, autocast=dt, per_image=per_image)
-        concat = torch.cat([c, F.interpolate(mask * 2 - 1, size=c.shape[-2:])], dim=1)
+        concat = inpainting_concat(functools.partial(encode_condition, ldm_model, autocast=dt, per_image=per_image),
+                                   image, mask)
         h, w = image.shape[-2:]
         f = ldm_model.downsample_factor
         z = sample_batch(ldm_model, seeds=[p.record.seed for p in batch], shape=(ldm_model.latent_channels, h // f, w // f),
