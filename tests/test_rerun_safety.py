@@ -79,10 +79,11 @@ def folders(tmp_path_factory):
         with offline():
             data = _dataset(root / "data")
             assert cli.main(_argv(data, root / "finished")) == 0
-            with pytest.MonkeyPatch.context() as mp:  # the runner in this process, stopped after image 1
+            with pytest.MonkeyPatch.context() as mp:  # the runner in this process, stopped after image 1 (writes
+                # inline: with writer threads image 2 could land before the stop reaches the sampler)
                 interrupt_after(mp, 1)
                 with pytest.raises(Interrupt):
-                    run_task("inpainting", **_params(_argv(data, root / "partial")), progress=False)
+                    run_task("inpainting", **_params(_argv(data, root / "partial", write_workers=0)), progress=False)
     finally:
         os.umask(old)
     return data, root / "finished", root / "partial"
