@@ -6,6 +6,7 @@ saw; 16 captions for text-to-image), with the trained checkpoints of `models/dem
 random tiny models the tests use, and prints:
 
   * inpainting: hole PSNR (RGB, hole pixels) of the model, of the random model, of the biharmonic baseline;
+    the notebook's sampler (DDIM, eta 1) with its seed 0 and with seeds 1 and 2, and deterministic DDIM (eta 0);
   * super-resolution x4: PSNR-Y of the model, of the random model, of bicubic;
   * text-to-image: share of prompts whose generated image is closer to its caption's photo than to any
     other of the eight photos (pixel L2 at 64x64, and L1 between 8x8x8 colour histograms), per guidance scale.
@@ -75,13 +76,18 @@ def caption_hits(result) -> dict[str, float]:
 
 
 def evaluate(models: dict[str, tuple[Path, Path]], data: dict[str, Path], out: Path) -> dict:
-    inp = _run("inpainting", out / "inpainting", data_dir=str(data["inpainting_dataset"]),
-               config=str(models["inpainting"][0]), model=str(models["inpainting"][1]))
+    inpainting = {"data_dir": str(data["inpainting_dataset"]), "config": str(models["inpainting"][0]),
+                  "model": str(models["inpainting"][1])}
+    inp = _run("inpainting", out / "inpainting", **inpainting)
+    others = {f"inpainting_psnr_hole_seed{seed}": _run("inpainting", out / f"inpainting_seed{seed}", seed=seed, **inpainting)
+              for seed in (1, 2)}
+    others["inpainting_psnr_hole_eta0"] = _run("inpainting", out / "inpainting_eta0", eta=0.0, **inpainting)
     sr = _run("superres", out / "superres", dataset_path=str(data["super-resolution_dataset"]),
               config=str(models["superres"][0]), checkpoint=str(models["superres"][1]))
     numbers = {"inpainting_psnr_hole": _value(inp, "model", "psnr_hole"),
                "biharmonic_psnr_hole": _value(inp, "baseline", "psnr_hole"),
                "superres_psnr_y": _value(sr, "model", "psnr_y"), "bicubic_psnr_y": _value(sr, "baseline", "psnr_y")}
+    numbers.update({key: _value(result, "model", "psnr_hole") for key, result in others.items()})
     for scale in SCALES:
         t2i = _run("text2img", out / f"text2img_{scale:g}", dataset_root=str(data["text2img_dataset"]),
                    config_path=str(models["txt2img"][0]), model_path=str(models["txt2img"][1]), scale=scale,
@@ -103,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         trained = evaluate(demo_models(args.models), data, tmp / "trained")
         random = evaluate(ensure_random_models(tmp / "random_models"), data, tmp / "random")
     rows = [("inpainting hole PSNR (dB)", "inpainting_psnr_hole", "biharmonic", "biharmonic_psnr_hole"),
+            ("  the same, seed 1", "inpainting_psnr_hole_seed1", "biharmonic", "biharmonic_psnr_hole"),
+            ("  the same, seed 2", "inpainting_psnr_hole_seed2", "biharmonic", "biharmonic_psnr_hole"),
+            ("  deterministic DDIM (eta 0)", "inpainting_psnr_hole_eta0", "biharmonic", "biharmonic_psnr_hole"),
             ("super-resolution x4 PSNR-Y (dB)", "superres_psnr_y", "bicubic", "bicubic_psnr_y")]
     print(f"{'':48s} {'trained':>8s} {'random':>8s}  baseline")
     for label, key, base_name, base_key in rows:

@@ -4,7 +4,8 @@ For the eight held-out demo photos (128 px) and the task's conditioning as its r
 (super-resolution: the x4 bicubic LR image; inpainting: the masked image's latent and the mask), noises the
 first-stage latent z0 to x_t at t = 50 ... 999, asks the model for eps once, forms
 x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) and prints the eps MSE, the error of eps's per-channel spatial
-mean and the PSNR of decode(x0) against the photo (inpainting: in the hole, mean over images). Then the first
+mean and the PSNR of decode(x0) against the photo (inpainting: in the hole, mean over images, and the squared
+error of x0's hole-mean latent, beside that of the context's mean latent). Then the first
 DDIM step as the sampler takes it (t = 801, x_t pure noise) and, for inpainting, that x0 with only its hole
 mean moved to the photo's, and the constant fill with the context's mean colour:
 
@@ -54,6 +55,11 @@ def load_task(task: str, model: ldm.LatentDiffusion, folder: Path):
     return x, {"concat": inpainting_concat(model.get_learned_conditioning, x, m)}, m
 
 
+def masked_mean(a: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Per image and channel, the mean of a [N, C, H, W] over the pixels `where` [N, 1, H, W] weights."""
+    return (a * where).sum((2, 3), keepdim=True) / where.sum((2, 3), keepdim=True)
+
+
 def psnr(y: torch.Tensor, x: torch.Tensor, hole: torch.Tensor | None) -> float:
     """Mean over images of the PSNR (RGB, range 1; in the hole when given)."""
     values = []
@@ -81,29 +87,38 @@ def main(argv: list[str] | None = None) -> int:
         x, cond, hole = load_task(args.task, model, prepare_demo(Path(tmp))[dataset])
         z0 = model.encode_first_stage(x * 2 - 1)
 
-        def x0_at(t: int, zt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def x0_at(t: int, zt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             abar = model.alphas_cumprod[t]
             pred = model.apply_model(zt, torch.full((len(x),), t), **cond)
             x0 = (zt - (1 - abar).sqrt() * pred) / abar.sqrt()
-            return pred, (model.decode_first_stage(x0).clamp(-1, 1) + 1) / 2
+            return pred, (model.decode_first_stage(x0).clamp(-1, 1) + 1) / 2, x0
 
         label = "PSNR dB" if hole is None else "hole PSNR"
+        if hole is not None:  # the hole in latent resolution; the masked image's latent (zero in the hole)
+            latent_hole = torch.nn.functional.interpolate(hole, size=z0.shape[-2:])
+            masked = cond["concat"][:, :z0.shape[1]]
+
+            def hole_mean_error(zhat: torch.Tensor) -> float:
+                return (masked_mean(zhat, latent_hole) - masked_mean(z0, latent_hole)).pow(2).mean().item()
+
+            context_error = (masked_mean(masked, 1 - latent_hole) - masked_mean(z0, latent_hole)).pow(2).mean().item()
+            label += f" {'hole-mean err (context mean: ' + f'{context_error:.4f})':>30s}"
         print(f"{'t':>4s} {'eps MSE':>8s} {'eps-mean err':>12s} {label:>9s}")
         for t in TIMESTEPS:
             eps = torch.randn(z0.shape, generator=gen)
             abar = model.alphas_cumprod[t]
-            pred, y = x0_at(t, abar.sqrt() * z0 + (1 - abar).sqrt() * eps)
+            pred, y, zhat = x0_at(t, abar.sqrt() * z0 + (1 - abar).sqrt() * eps)
             eps_mean = (pred.mean((2, 3)) - eps.mean((2, 3))).abs().mean().item()
-            print(f"{t:4d} {(pred - eps).pow(2).mean().item():8.4f} {eps_mean:12.4f} {psnr(y, x, hole):9.2f}")
-        _, y = x0_at(FIRST_DDIM_STEP, torch.randn(z0.shape, generator=gen))
-        print(f"first DDIM step (t = {FIRST_DDIM_STEP}, x_t pure noise): x0 {psnr(y, x, hole):.2f} dB")
+            extra = "" if hole is None else f" {hole_mean_error(zhat):30.4f}"
+            print(f"{t:4d} {(pred - eps).pow(2).mean().item():8.4f} {eps_mean:12.4f} {psnr(y, x, hole):9.2f}{extra}")
+        _, y, zhat = x0_at(FIRST_DDIM_STEP, torch.randn(z0.shape, generator=gen))
+        extra = "" if hole is None else f", hole-mean err {hole_mean_error(zhat):.4f}"
+        print(f"first DDIM step (t = {FIRST_DDIM_STEP}, x_t pure noise): x0 {psnr(y, x, hole):.2f} dB{extra}")
         if hole is not None:
-            def hole_mean(a: torch.Tensor) -> torch.Tensor:
-                return (a * hole).sum((2, 3), keepdim=True) / hole.sum((2, 3), keepdim=True)
-
-            context_mean = ((1 - hole) * x).sum((2, 3), keepdim=True) / (1 - hole).sum((2, 3), keepdim=True)
-            print(f"  the same x0 with its hole mean moved to the photo's: {psnr(y - hole_mean(y) + hole_mean(x), x, hole):.2f} dB")
-            print(f"  constant fill with the context's mean colour: {psnr(context_mean.expand_as(x), x, hole):.2f} dB")
+            moved = y - masked_mean(y, hole) + masked_mean(x, hole)
+            print(f"  the same x0 with its hole mean moved to the photo's: {psnr(moved, x, hole):.2f} dB")
+            fill = masked_mean(x, 1 - hole).expand_as(x)
+            print(f"  constant fill with the context's mean colour: {psnr(fill, x, hole):.2f} dB")
     return 0
 
 

@@ -263,7 +263,7 @@ def _demo(args) -> int:
     a text-to-image guidance sweep and an inpainting sampler comparison, each sweep with its comparison."""
     from ldm_lab.data.demo import prepare_demo
     from ldm_lab.demo_models import demo_models
-    from ldm_lab.notebooks import DEMO_SWEEPS
+    from ldm_lab.notebooks import DEMO_SWEEPS, demo_sweep_parameters
 
     out = _in_project(_absolute(args.out, DEMO_OUT))
     demo_models(PROJECT_ROOT / "models" / "demo")  # the committed trained checkpoints, checked
@@ -274,12 +274,12 @@ def _demo(args) -> int:
     plan = []  # (task, parameters) of every run: the notebook's defaults, one folder per swept value
     for task, option, values in DEMO_PLAN:
         if option is None:
-            runs = [({}, out / task)]
+            runs = [(notebook_defaults(task), out / task)]
         else:  # folders named as `ensure_demo_runs` reads them: scale=7.5, sampler=ddim
-            runs = [({option: v}, out / folder_of[task] / f"{option}={v:g}" if isinstance(v, float)
-                     else out / folder_of[task] / f"{option}={v}") for v in values]
-        for change, folder in runs:
-            plan.append((task, dict(notebook_defaults(task), **change, output_dir=str(folder), overwrite=args.overwrite)))
+            runs = [(demo_sweep_parameters(task, option, v), out / folder_of[task] / f"{option}={v:g}"
+                     if isinstance(v, float) else out / folder_of[task] / f"{option}={v}") for v in values]
+        for parameters, folder in runs:
+            plan.append((task, dict(parameters, output_dir=str(folder), overwrite=args.overwrite)))
     if code := _check_then_run(plan, debug=args.debug):
         return code
     reports = [Path(params["output_dir"]) for _, params in plan]

@@ -217,6 +217,16 @@ def notebook_defaults(task: str) -> dict[str, Any]:
     return {k: p.default for k, p in notebook_parameters(task).items() if k in runner}
 
 
+def demo_sweep_parameters(task: str, option: str, value: Any) -> dict[str, Any]:
+    """One run of a demo sweep (`ldm-lab demo`, `ensure_demo_runs`): the notebook's defaults with `option` set to
+    `value`; a sampler other than DDIM runs with eta 0 (the notebooks' eta is DDIM's; the others are
+    deterministic and refuse any other)."""
+    parameters = dict(notebook_defaults(task), **{option: value})
+    if option == "sampler" and value != "ddim" and "eta" in parameters:
+        parameters["eta"] = 0.0
+    return parameters
+
+
 def ensure_demo_runs(run_dirs: list[str], *, smoke: bool = False) -> list[str]:
     """Produce each missing demo run (`reports/demo/<task>`) as its notebook's defaults do; others are untouched.
 
@@ -240,10 +250,9 @@ def ensure_demo_runs(run_dirs: list[str], *, smoke: bool = False) -> list[str]:
             task, option = DEMO_SWEEPS[path.parent.name]
             name, value = path.name.split("=", 1)
             if name == option:  # one value of a demo sweep: the notebook's defaults and that value
-                defaults = notebook_defaults(task)
-                default = defaults[option]
+                default = notebook_defaults(task)[option]
                 typed = type(default)(value) if isinstance(default, (int, float)) and not isinstance(default, bool) \
                     else value
-                run_task(task, **dict(defaults, output_dir=str(path), **{option: typed}))
+                run_task(task, **dict(demo_sweep_parameters(task, option, typed), output_dir=str(path)))
                 made.append(str(path))
     return made

@@ -20,7 +20,7 @@ PATHS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 TASKS = ("inpainting", "superres", "text2img")
 VIEW_ONLY = {"grid_metric", "grid_k", "smoke", "run_id"}  # notebook parameters that are not runner arguments
 RUNNER_ONLY = {"progress", "metric_weights", "check_only"}  # runner arguments the notebooks do not expose
-DEMO_SIZED = {"max_samples", "steps", "ddim_steps", "resolution"}  # smaller in the notebooks, said so
+DEMO_SIZED = {"max_samples", "steps", "ddim_steps", "resolution", "eta"}  # demo values in the notebooks, said so
 ANNOTATIONS = {"str", "int", "float", "bool", "str | None", "list[str]"}
 
 
@@ -185,3 +185,13 @@ def test_ensure_demo_runs_uses_the_task_notebook_defaults(monkeypatch, tmp_path)
     (t2i, kw), (inp, kw2) = calls[1:]
     assert (t2i, kw["scale"], type(kw["scale"])) == ("text2img", 3.0, float)
     assert (inp, kw2["sampler"], kw2["steps"]) == ("inpainting", "dpmpp2m", notebook_parameters("inpainting")["steps"].default)
+    assert kw2["eta"] == 0.0 != notebook_parameters("inpainting")["eta"].default  # the notebook's eta is DDIM's
+
+
+def test_demo_sweep_keeps_the_notebooks_ddim_eta_and_runs_other_samplers_deterministic():
+    defaults = notebooks.notebook_defaults("inpainting")
+    ddim = notebooks.demo_sweep_parameters("inpainting", "sampler", "ddim")
+    dpm = notebooks.demo_sweep_parameters("inpainting", "sampler", "dpmpp2m")
+    assert ddim == defaults and defaults["eta"] == 1.0
+    assert dpm == dict(defaults, sampler="dpmpp2m", eta=0.0)
+    assert notebooks.demo_sweep_parameters("text2img", "scale", 3.0) == dict(notebooks.notebook_defaults("text2img"), scale=3.0)

@@ -153,7 +153,8 @@ def test_output_path_is_built_into_the_architecture_and_bakes_to_plain_weights(t
     model = ldm.build_model(ldm.load_config(REPO / "configs" / "tiny" / f"{family}.yaml"))
     unet = model.unet
     assert train.pairs_fit(unet)
-    train.build_output_path(unet)
+    context_mean = family == "inpainting"  # as training builds it
+    train.build_output_path(unet, context_mean=context_mean)
     x, cond = _tiny_unet_inputs(model, family)
     t = torch.tensor([10, 900])
     with torch.no_grad():
@@ -162,7 +163,7 @@ def test_output_path_is_built_into_the_architecture_and_bakes_to_plain_weights(t
         assert not any(parametrize.is_parametrized(m) for m in unet.modules())
         assert torch.equal(model.apply_model(x, t, **cond), before)
     k = train.PAIR_AMPLITUDE
-    lin_in, lin_hidden = train.linear_channels(unet)
+    lin_in, lin_hidden = train.linear_channels(unet, context_mean=context_mean)
     first, last = unet.input_blocks[0][0].weight, unet.output_blocks[-1][0]
     for i, row in enumerate(lin_in[:unet.config.in_channels]):  # input i copied as (+k, -k), nothing else
         expected = torch.zeros_like(first[row])
@@ -184,8 +185,9 @@ def test_linear_path_carries_the_inputs_means_to_eps_with_the_timestep_gain(trai
     torch.manual_seed(0)
     model = ldm.build_model(ldm.load_config(REPO / "configs" / "tiny" / f"{family}.yaml"))
     unet = model.unet
-    train.build_output_path(unet)
-    lin_in, lin_hidden = train.linear_channels(unet)
+    context_mean = family == "inpainting"  # its pairs are silenced below with the other learned inputs
+    train.build_output_path(unet, context_mean=context_mean)
+    lin_in, lin_hidden = train.linear_channels(unet, context_mean=context_mean)
     last = unet.output_blocks[-1][0]
     offset = last.in_layers[0].num_channels - unet.input_blocks[0][0].out_channels
     with torch.no_grad():
@@ -223,6 +225,67 @@ def test_linear_path_carries_the_inputs_means_to_eps_with_the_timestep_gain(trai
             shifts.append((eps(x + 0.1, cond) - eps(x, cond)).mean((2, 3)))  # a mean in x_t moves eps's mean
         assert shifts[0].abs().max() > 1e-3
         assert torch.allclose(shifts[1], 2 * shifts[0], rtol=1e-3, atol=1e-3 * shifts[0].abs().max().item())
+
+
+def test_context_mean_head_brings_the_contexts_mean_latent_into_the_hole(train):
+    """Built as training builds it (random other weights), the inpainting UNet hands its last block, in the
+    context-mean pairs, what the written attention head computes at the lowest resolution: for a hole query the
+    mean of the masked image's latent over the known keys, for a known query the mean over the hole keys
+    (zero there), carried through every block and upsampled nearest; to 1% (the pair norms' variance term)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = ldm.build_model(ldm.load_config(REPO / "configs" / "tiny" / "inpainting.yaml"))
+    unet = model.unet
+    train.build_output_path(unet, context_mean=True)
+    torch.manual_seed(1)
+    x = 0.1 * torch.randn(2, 3, 8, 8)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[0, :, :4, :4] = 1
+    mask[1, :, 4:, 2:6] = 1
+    c = (0.1 * torch.randn(2, 3, 8, 8) + torch.tensor([0.05, -0.03, 0.02]).view(1, 3, 1, 1)) * (1 - mask)
+    seen = {}
+    hook = unet.output_blocks[-1].register_forward_pre_hook(lambda module, args: seen.__setitem__("h", args[0]))
+    with torch.no_grad():
+        eps = model.apply_model(x, torch.tensor([10, 900]), concat=torch.cat([c, mask], 1))
+    hook.remove()
+    assert torch.isfinite(eps).all()
+    k, means = train.PAIR_AMPLITUDE, train.context_mean_channels(unet)
+    got = torch.stack([(seen["h"][:, r] - seen["h"][:, r + 1]) / (2 * k) for r in means], 1)
+    pooled_c, pooled_m = F.avg_pool2d(c, 2).flatten(2), F.avg_pool2d(mask, 2).flatten(1)
+    logits = train.CONTEXT_LOGIT * pooled_m[:, None, :] * (1 - 2 * pooled_m[:, :, None])  # [b, query, key]
+    expected = torch.einsum("bqk,bck->bcq", logits.softmax(-1), pooled_c).reshape(2, 3, 4, 4)
+    expected = F.interpolate(expected, scale_factor=2, mode="nearest")
+    context = (c * (1 - mask)).sum((2, 3)) / (1 - mask).sum((2, 3))
+    assert torch.allclose(expected[0, :, 0, 0], context[0], rtol=1e-4)  # the hole's fill is the context mean
+    assert expected[0, :, 7, 7].abs().max() < 1e-4  # a known query reads the (empty) hole
+    assert (got - expected).abs().max() <= 1e-2 * expected.abs().max()
+
+
+def test_context_mean_head_refuses_a_unet_without_the_inpainting_layout(train):
+    import dataclasses
+
+    from ldm.unet import UNetConfig, UNetModel
+
+    model = ldm.build_model(ldm.load_config(REPO / "configs" / "tiny" / "superres.yaml"))
+    with pytest.raises(ValueError, match="needs the inpainting inputs"):
+        train.build_context_mean_head(model.unet)
+    no_attention = UNetModel(dataclasses.replace(UNetConfig.tiny("inpainting"), attention_resolutions=()))
+    with pytest.raises(ValueError, match="needs a self-attention layer"):
+        train.build_context_mean_head(no_attention)
+
+
+def test_p2_timestep_distribution_is_the_p2_weight_normalised(train):
+    """P(t) = (1 + SNR_t)^-gamma / sum, SNR_t = abar_t / (1 - abar_t), from the model's own schedule (float64
+    transcription); it grows with t, so the noisy steps are drawn more than under the uniform draw."""
+    model = ldm.build_model(ldm.load_config(REPO / "configs" / "tiny" / "inpainting.yaml"))
+    betas = np.linspace(0.0015 ** 0.5, 0.0205 ** 0.5, 1000, dtype=np.float64) ** 2
+    abar = np.cumprod(1 - betas)
+    for gamma in (1.0, 2.0):
+        weight = (1 + abar / (1 - abar)) ** -gamma
+        probs = train.timestep_distribution(model, gamma).numpy()
+        np.testing.assert_allclose(probs, weight / weight.sum(), rtol=1e-4)  # the model keeps abar in float32
+        assert np.all(np.diff(probs) >= 0) and probs[600:].sum() > 0.5  # uniform: 0.4
 
 
 def test_conditioning_banks_are_built_as_the_runners_build_them(train, photos):
