@@ -447,6 +447,13 @@ def _fixed(shape, entries: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return mask, values
 
 
+def _fix_channels(module: torch.nn.Module, channels, weight: float) -> None:
+    """Tie output channels `channels` of a norm or convolution: weight (the whole row) fixed to `weight`, bias to 0
+    (a norm passes them through with 1, a convolution writes nothing there with 0)."""
+    _tie(module, "weight", fixed=_fixed(module.weight.shape, {(c,): weight for c in channels}))
+    _tie(module, "bias", fixed=_fixed(module.bias.shape, {(c,): 0.0 for c in channels}))
+
+
 def linear_channels(unet: torch.nn.Module, *, context_mean: bool = False) -> tuple[list[int], list[int]]:
     """First channels of the linear path's pairs: in the first convolution's output (the end of the skip the
     last block reads) and in the last block's hidden layer; one pair per UNet input channel, rounded up to an
@@ -490,8 +497,7 @@ def build_output_path(unet: torch.nn.Module, k: float = PAIR_AMPLITUDE, *, conte
     _tie(first, "bias", fixed=_fixed(first.bias.shape, {(r,): 0.0 for r in carried + [r + d for r in lin_in for d in (0, 1)]}))
     read = [offset + r + d for r in lin_in for d in (0, 1)] + carried  # columns of the last block's input
     norm = last.in_layers[0]
-    _tie(norm, "weight", fixed=_fixed(norm.weight.shape, {(c,): 1.0 for c in read}))
-    _tie(norm, "bias", fixed=_fixed(norm.bias.shape, {(c,): 0.0 for c in read}))
+    _fix_channels(norm, read, 1.0)
     gain = k / math.sqrt(last.in_layers[0].eps)  # a norm maps a pair of amplitude k a to +-gain a
     conv1 = last.in_layers[-1]  # hidden pair i starts as a copy of its source (read as pairs), nothing else
     sources = [offset + r for r in lin_in] + means
@@ -506,8 +512,7 @@ def build_output_path(unet: torch.nn.Module, k: float = PAIR_AMPLITUDE, *, conte
     _tie(emb, "weight", same_rows=lin_hidden, anti_rows=[hidden + r for r in lin_hidden])
     _tie(emb, "bias", same_rows=lin_hidden, anti_rows=[hidden + r for r in lin_hidden])
     norm = last.out_layers[0]
-    _tie(norm, "weight", fixed=_fixed(norm.weight.shape, {(r + d,): 1.0 for r in lin_hidden for d in (0, 1)}))
-    _tie(norm, "bias", fixed=_fixed(norm.bias.shape, {(r + d,): 0.0 for r in lin_hidden for d in (0, 1)}))
+    _fix_channels(norm, [r + d for r in lin_hidden for d in (0, 1)], 1.0)
     conv2 = last.out_layers[-1]
     _tie(conv2, "weight", anti_rows=out_pairs, anti_cols=lin_hidden, scale=k, col_scale=1 / gain)
     _tie(conv2, "bias", anti_rows=out_pairs, scale=k)
@@ -563,14 +568,10 @@ def build_context_mean_head(unet: torch.nn.Module, k: float = PAIR_AMPLITUDE) ->
         raise ValueError("the context-mean head needs a self-attention layer in the UNet's encoder")
     head = heads[-1]
 
-    def write_nothing_there(conv: torch.nn.Module) -> None:
-        _tie(conv, "weight", fixed=_fixed(conv.weight.shape, {(r,): 0.0 for r in carried}))
-        _tie(conv, "bias", fixed=_fixed(conv.bias.shape, {(r,): 0.0 for r in carried}))
-
     for block in list(unet.input_blocks[1:]) + list(unet.output_blocks[:-1]):
         for layer in block:
             if isinstance(layer, ResBlock):
-                write_nothing_there(layer.out_layers[-1])
+                _fix_channels(layer.out_layers[-1], carried, 0.0)  # writes nothing there
                 skip = layer.skip_connection  # identity or, after the block's average pooling / nearest x2, a 1x1
                 if isinstance(skip, torch.nn.Conv2d):  # the first decoder block takes them from its skip
                     source = skip.in_channels - width if block is unet.output_blocks[0] else 0
@@ -578,12 +579,11 @@ def build_context_mean_head(unet: torch.nn.Module, k: float = PAIR_AMPLITUDE) ->
                     _tie(skip, "weight", fixed=_fixed(skip.weight.shape, copy))
                     _tie(skip, "bias", fixed=_fixed(skip.bias.shape, {(r,): 0.0 for r in carried}))
             elif isinstance(layer, AttentionBlock) and layer is not head:
-                write_nothing_there(layer.proj_out)
+                _fix_channels(layer.proj_out, carried, 0.0)
             elif layer is not head:
                 raise ValueError(f"the carried channels cannot pass a {type(layer).__name__}")
     norm = head.norm
-    _tie(norm, "weight", fixed=_fixed(norm.weight.shape, {(r,): 1.0 for r in carried}))
-    _tie(norm, "bias", fixed=_fixed(norm.bias.shape, {(r,): 0.0 for r in carried}))
+    _fix_channels(norm, carried, 1.0)
     dim = width // head.num_heads
     rows = [[part * head.num_heads * dim + i for i in range(dim)] if head.new_order
             else [part * dim + i for i in range(dim)] for part in range(3)]  # head 0's q, k, v rows
